@@ -1,0 +1,41 @@
+"""kprune: structured (filter) pruning for Keras 3 CNNs.
+
+The flat public API (see docs/ and shared/DESIGN.md):
+
+    kprune.graph(model)              channel dependency graph
+    kprune.profile(model)            params, MACs, FLOPs
+    kprune.plan(model, ...)          which filters to remove
+    kprune.shrink(model, plan)       a new, smaller model
+    kprune.prune(model, ratio=...)   plan + shrink
+"""
+
+from kprune import criteria, handlers
+from kprune.criteria import register_criterion
+from kprune.graph import ChannelGraph, Group
+from kprune.graph import graph as graph
+from kprune.handlers import LayerHandler, register_handler
+from kprune.planner import PruningPlan
+from kprune.planner import plan as plan
+from kprune.profile import Profile
+from kprune.profile import profile as profile
+from kprune.surgery import prune, shrink, zero_pruned
+from kprune.version import __version__
+
+__all__ = [
+    "ChannelGraph",
+    "Group",
+    "LayerHandler",
+    "Profile",
+    "PruningPlan",
+    "__version__",
+    "criteria",
+    "graph",
+    "handlers",
+    "plan",
+    "profile",
+    "prune",
+    "register_criterion",
+    "register_handler",
+    "shrink",
+    "zero_pruned",
+]

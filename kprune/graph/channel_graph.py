@@ -1,0 +1,330 @@
+"""The channel dependency graph: which channels must be removed together.
+
+A **unit** is a set of channels, across layers, that can only go together: filter
+7 of a conv, channel 7 of the BatchNorm after it, and input channel 7 of the next
+conv. A **group** is a set of units that touch exactly the same tensors, so they
+are interchangeable: usually "the filters of one conv and everything they reach".
+Pruning picks, per group, which of its units to keep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from kprune.graph import keras_graph
+from kprune.graph.tracer import Call, TensorInfo, trace
+from kprune.handlers import Masks, get_handler
+
+
+@dataclass(eq=False)
+class Member:
+    """One layer's part in a group.
+
+    Attributes:
+        layer: the Keras layer (or op).
+        name: its name, `outer/inner` inside nested models.
+        role: `"out"` (its output channels), `"in"` (its input channels) or
+            `"through"` (channels that pass through it, e.g. BatchNorm).
+        index: `(units, k)` array: the layer's channel indices for each unit.
+    """
+
+    layer: object
+    name: str
+    role: str
+    index: np.ndarray
+
+    def describe(self) -> str:
+        if self.role == "out":
+            return f"out-channels of {self.name}"
+        if self.role == "in":
+            return f"in-channels of {self.name}"
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"Member({self.describe()}, {len(self.index)} units)"
+
+
+@dataclass(eq=False)
+class Group:
+    """Units that touch the same layers and can be pruned independently.
+
+    Attributes:
+        name: stable id, the name of the layer that makes the group's channels.
+        units: global unit ids, in channel order.
+        members: the layers involved, in the order they run.
+        reasons: why the group is frozen (empty when it can be pruned).
+    """
+
+    name: str
+    units: np.ndarray
+    members: list[Member] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """Number of units (independent channel sets) in the group."""
+        return len(self.units)
+
+    @property
+    def frozen(self) -> bool:
+        return bool(self.reasons)
+
+    def producers(self) -> list[Member]:
+        """Members that make the group's channels with their own weights."""
+        return [m for m in self.members if m.role == "out"]
+
+    def __str__(self) -> str:
+        shown = [m for m in self.members if _holds_channels(m.layer)] or self.members
+        chain = " => ".join(
+            ("prune " if m.role in ("out", "in") else "") + m.describe() for m in shown
+        )
+        hidden = len(self.members) - len(shown)
+        more = f" (+{hidden} layers with nothing per channel)" if hidden else ""
+        state = "FROZEN" if self.frozen else "prunable"
+        text = f"[{self.name}] {self.size} channels, {state}: {chain}{more}"
+        for reason in self.reasons:
+            text += f"\n    frozen because {reason}"
+        return text
+
+    def __repr__(self) -> str:
+        return f"Group({self.name!r}, size={self.size}, frozen={self.frozen})"
+
+
+def _holds_channels(layer) -> bool:
+    """Has weights or a per-channel config (what explain() lists by name)."""
+    return bool(getattr(layer, "weights", None)) or not get_handler(layer).stateless
+
+
+class ChannelGraph:
+    """The channel dependency graph of a Keras model (see `kprune.graph`)."""
+
+    def __init__(self, model: keras.Model):
+        keras_graph.check_graph_model(model)
+        self.model = model
+        (
+            self.calls,
+            tracer,
+            self._nested_inputs,
+            self.input_infos,
+            self.output_infos,
+            self.input_names,
+        ) = trace(model, get_handler)
+        labels = tracer.components()
+        roots, self._unit_of = np.unique(labels, return_inverse=True)
+        self.num_units = len(roots)
+        self._build_groups(tracer, roots)
+
+    # ----------------------------------------------------------------- public
+    @property
+    def groups(self) -> list[Group]:
+        """All groups, frozen ones included, in the order the model runs."""
+        return list(self._groups)
+
+    @property
+    def prunable(self) -> list[Group]:
+        """The groups that can lose channels."""
+        return [g for g in self._groups if not g.frozen]
+
+    def group(self, name: str) -> Group:
+        """The group called `name` (see `explain()` for the names)."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(
+                f"no group named {name!r}; names are listed by graph.explain()"
+            ) from None
+
+    def groups_of(self, layer_name: str) -> list[Group]:
+        """The groups that a layer (by name, `outer/inner` if nested) belongs to."""
+        return [g for g in self._groups if any(m.name == layer_name for m in g.members)]
+
+    def layer_names(self) -> set[str]:
+        return {call.name for call in self.calls}
+
+    def explain(self, frozen: bool = True) -> str:
+        """A readable account of every group, and why frozen groups are frozen.
+
+        Args:
+            frozen: include frozen groups (default True).
+        """
+        total = sum(g.size for g in self._groups)
+        free = sum(g.size for g in self.prunable)
+        lines = [
+            f"Channel graph of '{self.model.name}': {len(self.calls)} layer calls, "
+            f"{len(self._groups)} groups ({len(self.prunable)} prunable), "
+            f"{free} of {total} channel units prunable."
+        ]
+        for g in self._groups:
+            if frozen or not g.frozen:
+                lines.append(str(g))
+        return "\n".join(lines)
+
+    def fingerprint(self) -> str:
+        """Hash of the group structure; plans record it to catch model mix-ups."""
+        text = ";".join(f"{g.name}:{g.size}:{int(g.frozen)}" for g in self._groups)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    def units_of(self, info: TensorInfo) -> np.ndarray | None:
+        """Unit id of each channel of a traced tensor."""
+        return None if info.ids is None else self._unit_of[info.ids]
+
+    def masks(self, keep_units: np.ndarray) -> dict[int, Masks]:
+        """Keep-masks of each layer's first call, keyed by `id(layer)`."""
+        result = {}
+        for call in self.calls:
+            if id(call.layer) not in result:
+                result[id(call.layer)] = self.call_masks(call, keep_units)
+        return result
+
+    def call_masks(self, call: Call, keep_units: np.ndarray) -> Masks:
+        def mask(info):
+            units = self.units_of(info)
+            return None if units is None else keep_units[units]
+
+        return Masks(
+            [mask(i) for i in call.inputs],
+            [mask(o) for o in call.outputs],
+            [i.shape for i in call.inputs],
+            [o.shape for o in call.outputs],
+        )
+
+    def nested_input_masks(self, keep_units: np.ndarray) -> dict[int, list]:
+        """Keep-masks of the inputs of each nested model, keyed by `id(model)`."""
+        return {
+            key: [None if u is None else keep_units[u] for u in map(self.units_of, v)]
+            for key, v in self._nested_inputs.items()
+        }
+
+    def nested_input_shapes(self) -> dict[int, list]:
+        return {key: [i.shape for i in v] for key, v in self._nested_inputs.items()}
+
+    def __repr__(self) -> str:
+        return (
+            f"ChannelGraph({self.model.name!r}, groups={len(self._groups)}, "
+            f"prunable={len(self.prunable)})"
+        )
+
+    # ---------------------------------------------------------------- private
+    def _spaces(self):
+        """Distinct channel-id arrays (a pass-through layer reuses its input's)."""
+        spaces, index = [], {}
+        touches = []  # (space, call, role)
+        self._first_index = {}
+        for call in self.calls:
+            self._first_index.setdefault(id(call.layer), call.index)
+            ins = {id(i.ids) for i in call.inputs if i.ids is not None}
+            outs = {id(o.ids) for o in call.outputs if o.ids is not None}
+            for info in call.inputs + call.outputs:
+                if info.ids is None:
+                    continue
+                key = id(info.ids)
+                if key not in index:
+                    index[key] = len(spaces)
+                    spaces.append(info.ids)
+                role = (
+                    "through"
+                    if key in ins and key in outs
+                    else ("in" if key in ins else "out")
+                )
+                touches.append((index[key], call, role))
+        return spaces, touches
+
+    def _build_groups(self, tracer, roots):
+        spaces, touches = self._spaces()
+        n_spaces = max(len(spaces), 1)
+        unit_parts = [self._unit_of[s] for s in spaces]
+        all_units = np.concatenate(unit_parts) if unit_parts else np.zeros(0, int)
+        all_spaces = np.repeat(np.arange(len(spaces)), [len(s) for s in spaces])
+        keys, counts = np.unique(all_units * n_spaces + all_spaces, return_counts=True)
+        key_units, key_spaces = keys // n_spaces, keys % n_spaces
+        cuts = np.flatnonzero(np.diff(key_units)) + 1
+        starts = np.concatenate([[0], cuts])
+        stops = np.concatenate([cuts, [len(keys)]])
+
+        by_signature: dict[bytes, list[int]] = {}
+        signature_spaces: dict[bytes, tuple] = {}
+        for start, stop in zip(starts, stops):
+            sig = key_spaces[start:stop].tobytes() + counts[start:stop].tobytes()
+            by_signature.setdefault(sig, []).append(int(key_units[start]))
+            signature_spaces.setdefault(
+                sig, (key_spaces[start:stop], counts[start:stop])
+            )
+
+        touches_by_space: dict[int, list] = {}
+        for space, call, role in touches:
+            touches_by_space.setdefault(space, []).append((call, role))
+
+        creators = tracer.creators()
+        group_of_unit = np.full(self.num_units, -1, dtype=np.int64)
+        self._groups, self._by_name = [], {}
+        for sig, units in by_signature.items():
+            units = np.asarray(units, dtype=np.int64)
+            group_of_unit[units] = len(self._groups)
+            members = self._members(
+                units, signature_spaces[sig], spaces, touches_by_space
+            )
+            creator = creators[roots[units[0]]]
+            name = self._unique_name(
+                self.calls[creator].name
+                if creator >= 0
+                else self.input_names[-1 - creator]
+            )
+            group = Group(name, units, members)
+            self._groups.append(group)
+            self._by_name[name] = group
+
+        for ids, reason in tracer.frozen:
+            for g in np.unique(group_of_unit[self._unit_of[ids]]):
+                reasons = self._groups[g].reasons
+                if reason not in reasons:
+                    reasons.append(reason)
+
+    def _members(self, units, signature, spaces, touches_by_space):
+        members, seen = [], set()
+        space_ids, counts = signature
+        for space, count in zip(space_ids, counts):
+            unit_of_channel = self._unit_of[spaces[space]]
+            order = np.argsort(unit_of_channel, kind="stable")
+            left = np.searchsorted(unit_of_channel[order], units)
+            index = order[left[:, None] + np.arange(count)]
+            for call, role in touches_by_space.get(int(space), []):
+                key = (id(call.layer), role)
+                if key in seen:
+                    continue
+                seen.add(key)
+                members.append(Member(call.layer, call.name, role, index))
+        members.sort(key=lambda m: self._first_index[id(m.layer)])
+        return members
+
+    def _unique_name(self, name: str) -> str:
+        if name not in self._by_name:
+            return name
+        k = 2
+        while f"{name}#{k}" in self._by_name:
+            k += 1
+        return f"{name}#{k}"
+
+
+def graph(model: keras.Model) -> ChannelGraph:
+    """Read a Keras model into its channel dependency graph.
+
+    Nested functional and Sequential models are flattened; a layer called twice
+    is two calls whose channels are pruned alike. Layers kprune cannot see through
+    (`Lambda`, unknown custom layers, channels-first layers) freeze the groups they
+    touch, and `explain()` says why.
+
+    Args:
+        model: a functional `keras.Model` or a built `keras.Sequential`.
+
+    Returns:
+        A `ChannelGraph` with `.groups`, `.prunable` and `.explain()`.
+
+    Raises:
+        TypeError: for subclassed models and non-models.
+        ValueError: for an unbuilt Sequential model.
+    """
+    return ChannelGraph(model)

@@ -1,0 +1,187 @@
+"""The only place in kprune that touches private Keras attributes.
+
+Keras 3 records a functional model as `Node`s (one per call of an operation) joined
+by `KerasTensor`s. The public API gives `model.inputs`, `model.outputs` and
+`model.layers`, but not the call order or which tensors each call consumed. This
+module reads those (`_nodes_by_depth`, `Sequential._functional`, the classes of the
+`keras.ops` operations that can appear in a graph) and hands them to the rest of
+kprune as plain values. Each private access is wrapped in one small function, so a
+Keras upgrade that renames something breaks this file only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import keras
+from keras.src.activations import activations as _activations
+from keras.src.applications import convnext as _convnext
+from keras.src.models.functional import Functional as _Functional
+from keras.src.ops import core as _ops_core
+from keras.src.ops import nn as _ops_nn
+from keras.src.ops import numpy as _ops_numpy
+from keras.src.ops.operation import Operation as _Operation
+
+
+def is_graph_model(obj: Any) -> bool:
+    """True for a functional model or a built `Sequential` (graphs kprune can read)."""
+    return _inner_function(obj) is not None
+
+
+def check_graph_model(model: Any) -> None:
+    """Raise a TypeError/ValueError naming the fix if kprune cannot read `model`."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "kprune works on keras.Model instances (functional or Sequential). "
+            f"Received: model={type(model).__name__}"
+        )
+    if isinstance(model, keras.Sequential) and not model.built:
+        raise ValueError(
+            f"Sequential model '{model.name}' is not built, so its shapes are "
+            "unknown. Start it with keras.Input(shape=...) or call "
+            "model.build(input_shape) first."
+        )
+    if _inner_function(model) is None:
+        raise TypeError(
+            f"Model '{model.name}' ({type(model).__name__}) is a subclassed model: "
+            "its call() is Python code that kprune cannot read. Rebuild it as a "
+            "functional model, keras.Model(inputs, outputs), or as a "
+            "keras.Sequential, then prune that."
+        )
+
+
+def _inner_function(obj: Any):
+    """The `Functional` that holds the graph of `obj`, or None."""
+    if isinstance(obj, keras.Sequential):
+        return getattr(obj, "_functional", None)
+    if isinstance(obj, _Functional):
+        return obj
+    return None
+
+
+def walk(
+    model: keras.Model,
+    on_input: Callable[[Any], Any],
+    on_call: Callable[[Any, list, list, tuple], list],
+    on_model: Callable[[keras.Model, list, tuple], None] | None = None,
+) -> list:
+    """Visit every leaf operation call of `model` in execution order.
+
+    Nested functional and Sequential models are entered, not visited, so the caller
+    sees one flat graph; a nested model called twice is entered twice. Shapes are
+    those the call really sees: a nested model built for `(None, None, C)` inputs
+    but called on `(32, 32, C)` reports 32x32 shapes inside.
+
+    Args:
+        model: a functional or built Sequential model.
+        on_input: `f(keras_tensor) -> value` for each model input.
+        on_call: `f(operation, input_values, output_shapes, scope)` returning one
+            value per output. `scope` is the tuple of names of the nested models
+            around the call (empty at the top level).
+        on_model: optional `f(nested_model, input_values, scope)`, called when a
+            nested model is entered.
+
+    Returns:
+        The values of the model outputs, in `model.outputs` order.
+    """
+    function = _inner_function(model)
+    env = {id(kt): (on_input(kt), tuple(kt.shape)) for kt in function.inputs}
+    _walk_function(function, env, on_call, on_model, ())
+    return [env[id(kt)][0] for kt in function.outputs]
+
+
+def _walk_function(function, env, on_call, on_model, scope):
+    by_depth = function._nodes_by_depth
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
+            operation = node.operation
+            if operation is None or node.is_input:
+                continue
+            tensors = list(node.input_tensors)
+            if any(id(kt) not in env for kt in tensors):
+                continue  # not reachable from this model's inputs (as Keras does)
+            entries = [env[id(kt)] for kt in tensors]
+            inner = _inner_function(operation)
+            if inner is not None:
+                if on_model is not None:
+                    on_model(operation, [e[0] for e in entries], scope)
+                sub_env = {id(kt): e for kt, e in zip(inner.inputs, entries)}
+                _walk_function(
+                    inner, sub_env, on_call, on_model, scope + (operation.name,)
+                )
+                results = [sub_env[id(kt)] for kt in inner.outputs]
+            else:
+                shapes = _output_shapes(node, tensors, [e[1] for e in entries])
+                values = on_call(operation, [e[0] for e in entries], shapes, scope)
+                results = list(zip(values, shapes))
+            for kt, result in zip(node.outputs, results):
+                env[id(kt)] = result
+
+
+def _output_shapes(node, tensors, input_shapes) -> list[tuple]:
+    """Output shapes of a node for the input shapes it really gets."""
+    if all(tuple(kt.shape) == s for kt, s in zip(tensors, input_shapes)):
+        return [tuple(kt.shape) for kt in node.outputs]
+    specs = {
+        id(kt): keras.KerasTensor(shape, dtype=kt.dtype)
+        for kt, shape in zip(tensors, input_shapes)
+    }
+    args, kwargs = node.arguments.fill_in(specs)
+    spec = node.operation.compute_output_spec(*args, **kwargs)
+    return [tuple(x.shape) for x in keras.tree.flatten(spec)]
+
+
+def tensor_shape(kt) -> tuple:
+    """The static shape of a KerasTensor as a tuple (None for unknown dims)."""
+    return tuple(kt.shape)
+
+
+def tensor_name(kt) -> str:
+    """The name of the layer that produced a KerasTensor (for model inputs/outputs)."""
+    history = getattr(kt, "_keras_history", None)
+    if history is not None and history.operation is not None:
+        return history.operation.name
+    return getattr(kt, "name", "tensor")
+
+
+def ops_classes(names: Iterable[str]) -> list[type]:
+    """Classes of `keras.ops` operations (e.g. `"Add"`) that can sit in a graph.
+
+    `x + y` on KerasTensors adds a `keras.src.ops.numpy.Add` node to a functional
+    model, so handlers must be able to register for these classes too.
+    """
+    modules = (_ops_numpy, _ops_nn, _ops_core, _activations)
+    found = []
+    for name in names:
+        for module in modules:
+            cls = getattr(module, name, None)
+            if isinstance(cls, type):
+                found.append(cls)
+                break
+    return found
+
+
+def copy_lambda(layer: keras.layers.Lambda) -> keras.layers.Lambda:
+    """A new `Lambda` around the same Python function.
+
+    `Lambda.from_config` refuses Python lambdas in safe mode, and the function is
+    the only thing a Lambda holds, so the copy reuses it.
+    """
+    return keras.layers.Lambda(
+        layer.function,
+        output_shape=layer._output_shape,
+        mask=layer.mask,
+        arguments=layer.arguments,
+        name=layer.name,
+        dtype=layer.dtype_policy,
+    )
+
+
+def convnext_layer_scale() -> type | None:
+    """ConvNeXt's `LayerScale`, which Keras defines but does not export."""
+    return getattr(_convnext, "LayerScale", None)
+
+
+def operation_class():
+    """The base class of every graph operation (layers and `keras.ops`)."""
+    return _Operation

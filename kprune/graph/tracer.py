@@ -1,0 +1,220 @@
+"""Tracing a model into channel ids: the raw material of the dependency graph.
+
+Every channel of every tensor gets an integer id. A layer that makes new channels
+(a convolution's filters) asks for fresh ids; a layer that passes channels through
+(BatchNormalization, ReLU, pooling) hands its input ids on unchanged; a layer that
+ties channels together (an `Add`) records that its inputs' ids are coupled. After
+the walk, coupled ids are merged into connected components: one component is one
+*unit*, a set of channels across layers that can only be removed together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kprune.graph import keras_graph
+
+
+@dataclass(eq=False)
+class TensorInfo:
+    """A tensor of the traced graph: its static shape and one id per channel.
+
+    `ids` is None for tensors that have no channel axis kprune can follow (rank < 2,
+    or an unknown channel count).
+    """
+
+    shape: tuple
+    ids: np.ndarray | None
+
+    @property
+    def channels(self) -> int | None:
+        return None if self.ids is None else len(self.ids)
+
+
+@dataclass(eq=False)
+class Call:
+    """One call of one layer (a Keras `Node`): what it consumed and produced."""
+
+    index: int
+    layer: Any
+    name: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo] = field(default_factory=list)
+    handler: Any = None
+
+    @property
+    def input(self) -> TensorInfo:
+        return self.inputs[0]
+
+    @property
+    def output(self) -> TensorInfo:
+        return self.outputs[0]
+
+
+class Tracer:
+    """Hands out channel ids and records couplings and freezes during a walk.
+
+    Handlers receive the tracer in `trace()` and use four verbs: `new`, `couple`,
+    `freeze` and `opaque`.
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.call_index = -1
+        self._edges: list[tuple[np.ndarray, np.ndarray]] = []
+        self.frozen: list[tuple[np.ndarray, str]] = []
+        self._creator_starts: list[int] = []
+        self._creator_calls: list[int] = []
+
+    def new(self, n: int) -> np.ndarray:
+        """Fresh ids for `n` new channels, made by the current call."""
+        ids = np.arange(self.count, self.count + int(n), dtype=np.int64)
+        self._creator_starts.append(self.count)
+        self._creator_calls.append(self.call_index)
+        self.count += int(n)
+        return ids
+
+    def couple(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Channels `a[i]` and `b[i]` can only be removed together."""
+        a = np.asarray(a, dtype=np.int64)
+        b = np.asarray(b, dtype=np.int64)
+        if a.shape != b.shape:
+            raise ValueError(
+                f"cannot couple {a.shape[0]} channels with {b.shape[0]} channels"
+            )
+        self._edges.append((a, b))
+
+    def freeze(self, ids: np.ndarray | None, reason: str) -> None:
+        """These channels must stay; `reason` is shown by `graph.explain()`."""
+        if ids is not None and len(ids):
+            self.frozen.append((np.asarray(ids, dtype=np.int64), reason))
+
+    def opaque(self, inputs: list[TensorInfo], output_shapes: list, reason: str):
+        """Freeze everything a call touches and give its outputs frozen new ids."""
+        for info in inputs:
+            self.freeze(info.ids, reason)
+        outputs = []
+        for shape in output_shapes:
+            n = channel_count(shape)
+            ids = None if n is None else self.new(n)
+            self.freeze(ids, reason)
+            outputs.append(ids)
+        return outputs
+
+    def components(self) -> np.ndarray:
+        """Label of each id: the smallest id of its connected component."""
+        labels = np.arange(self.count, dtype=np.int64)
+        if not self._edges:
+            return labels
+        a = np.concatenate([e[0] for e in self._edges])
+        b = np.concatenate([e[1] for e in self._edges])
+        # Parallel union-find: hook the larger root under the smaller one, then
+        # compress paths by pointer jumping, until every edge joins equal roots.
+        while True:
+            la, lb = labels[a], labels[b]
+            differ = la != lb
+            if not differ.any():
+                return labels
+            la, lb = la[differ], lb[differ]
+            low = np.minimum(la, lb)
+            np.minimum.at(labels, la, low)
+            np.minimum.at(labels, lb, low)
+            while True:
+                jumped = labels[labels]
+                if np.array_equal(jumped, labels):
+                    break
+                labels = jumped
+
+    def creators(self) -> np.ndarray:
+        """Index of the call that created each id."""
+        starts = np.asarray(self._creator_starts + [self.count], dtype=np.int64)
+        calls = np.asarray(self._creator_calls, dtype=np.int64)
+        return np.repeat(calls, np.diff(starts))
+
+
+def channel_count(shape) -> int | None:
+    """Channels of a channels-last tensor shape, or None when there is no such axis."""
+    if shape is None or len(shape) < 2 or shape[-1] is None:
+        return None
+    return int(shape[-1])
+
+
+def qualified_name(scope: tuple, layer) -> str:
+    """`outer/inner/layer` for layers inside nested models, else the layer name."""
+    return "/".join(scope + (layer.name,))
+
+
+def trace(model, lookup) -> tuple[list[Call], Tracer, dict, list, list, list]:
+    """Walk `model` and run every call's handler.
+
+    Args:
+        model: functional or Sequential model (nested models are flattened).
+        lookup: `f(layer) -> handler`, the handler registry's lookup.
+
+    Returns:
+        `(calls, tracer, nested_inputs, input_infos, output_infos, input_names)`,
+        where `nested_inputs` maps `id(nested_model)` to the infos of its inputs.
+        Ids of model input `k` are created by call index `-1 - k`.
+    """
+    tracer = Tracer()
+    calls: list[Call] = []
+    first_call: dict[int, Call] = {}
+    nested_inputs: dict[int, list[TensorInfo]] = {}
+    input_infos: list[TensorInfo] = []
+    input_names: list[str] = []
+
+    def on_input(kt):
+        shape = keras_graph.tensor_shape(kt)
+        n = channel_count(shape)
+        name = keras_graph.tensor_name(kt)
+        tracer.call_index = -1 - len(input_names)
+        input_names.append(name)
+        ids = None if n is None else tracer.new(n)
+        tracer.freeze(ids, f"model input '{name}' keeps its channels")
+        info = TensorInfo(shape, ids)
+        input_infos.append(info)
+        return info
+
+    def on_model(nested, values, scope):
+        nested_inputs.setdefault(id(nested), values)
+
+    def on_call(layer, values, out_shapes, scope):
+        call = Call(len(calls), layer, qualified_name(scope, layer), values)
+        call.handler = lookup(layer)
+        tracer.call_index = call.index
+        ids_list = call.handler.trace(call, out_shapes, tracer)
+        for shape, ids in zip(out_shapes, ids_list):
+            n = channel_count(shape)
+            if ids is not None and len(ids) != n:
+                raise RuntimeError(
+                    f"handler {type(call.handler).__name__} gave {len(ids)} channel "
+                    f"ids for output of '{call.name}' with shape {shape}"
+                )
+            call.outputs.append(TensorInfo(shape, ids if n is not None else None))
+        _couple_shared_calls(call, first_call, tracer)
+        calls.append(call)
+        return call.outputs
+
+    output_infos = keras_graph.walk(model, on_input, on_call, on_model)
+    for kt, info in zip(model.outputs, output_infos):
+        name = keras_graph.tensor_name(kt)
+        tracer.freeze(info.ids, f"model output '{name}' keeps its shape")
+    return calls, tracer, nested_inputs, input_infos, output_infos, input_names
+
+
+def _couple_shared_calls(call: Call, first_call: dict, tracer: Tracer) -> None:
+    """A layer called twice shares its weights, so both calls prune alike."""
+    first = first_call.setdefault(id(call.layer), call)
+    if first is call or call.handler.stateless:
+        return
+    for old, new in zip(first.inputs + first.outputs, call.inputs + call.outputs):
+        if old.ids is not None and new.ids is not None:
+            if len(old.ids) == len(new.ids):
+                tracer.couple(old.ids, new.ids)
+                continue
+        reason = f"shared layer '{call.name}' sees different channel counts"
+        tracer.freeze(old.ids, reason)
+        tracer.freeze(new.ids, reason)

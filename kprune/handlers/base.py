@@ -1,0 +1,167 @@
+"""What every layer handler answers, and the helpers handlers share.
+
+A handler is the single place that knows, for one layer type:
+
+1. **trace**: how channel ids flow from the inputs to the outputs (new channels,
+   the same channels, coupled channels, or frozen ones);
+2. **new_config**: how the layer's config changes when channels go;
+3. **new_weights**: how its weights are sliced;
+4. **zero_weights**: which of its weights to zero so that a removed output channel
+   is exactly zero (the reference that surgery is checked against);
+5. **filters** and **macs**: the per-filter weights that norm criteria score, and
+   the multiply-accumulates of one call.
+
+Handlers are stateless singletons; a layer's masks come in as `Masks`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Masks:
+    """Boolean keep-masks over the channels of one call's inputs and outputs.
+
+    An entry is None for a tensor without a channel axis. The shapes are those of
+    the original (unpruned) call.
+    """
+
+    inputs: list
+    outputs: list
+    input_shapes: list = field(default_factory=list)
+    output_shapes: list = field(default_factory=list)
+
+    @property
+    def input(self) -> np.ndarray | None:
+        return self.inputs[0] if self.inputs else None
+
+    @property
+    def output(self) -> np.ndarray | None:
+        return self.outputs[0] if self.outputs else None
+
+    @property
+    def changes(self) -> bool:
+        """True if any channel of any input or output is removed."""
+        return any(m is not None and not m.all() for m in self.inputs + self.outputs)
+
+
+class LayerHandler:
+    """Base handler: an opaque layer. Subclasses override what they support.
+
+    The defaults freeze every channel the layer touches, keep its config and
+    weights, and count no MACs, so an unknown layer can never make a wrong model.
+    """
+
+    #: True when the layer holds nothing per channel, so two calls of one shared
+    #: instance need not be pruned alike (activations, pooling, merges).
+    stateless = False
+
+    def trace(self, call, output_shapes, tracer):
+        """Return one id array (or None) per output. Default: freeze everything."""
+        reason = (
+            f"{type(call.layer).__name__} '{call.name}' is opaque to kprune: "
+            "no handler is registered for it (see kprune.register_handler)"
+        )
+        return tracer.opaque(call.inputs, output_shapes, reason)
+
+    def new_config(self, layer, config: dict, masks: Masks) -> dict:
+        """The config of the smaller layer."""
+        return config
+
+    def clone(self, layer, config: dict):
+        """A new, unbuilt layer from `config` (override for layers that need it)."""
+        return layer.__class__.from_config(config)
+
+    def new_weights(self, layer, weights: dict, masks: Masks) -> dict:
+        """Weights of the smaller layer, by variable name."""
+        return weights
+
+    def zero_weights(self, layer, weights: dict, masks: Masks) -> dict:
+        """Weights with the removed output channels zeroed (same shapes)."""
+        return weights
+
+    def filters(self, layer, weights: dict) -> np.ndarray | None:
+        """`(out_channels, fan_in)` matrix of each output filter, or None."""
+        return None
+
+    def macs(self, layer, input_shapes: list, output_shapes: list) -> int:
+        """Multiply-accumulates of one call per sample, for the given shapes."""
+        return 0
+
+
+class PassThroughHandler(LayerHandler):
+    """Channel i out is channel i in; nothing is sliced (ReLU, pooling, dropout)."""
+
+    stateless = True
+
+    def trace(self, call, output_shapes, tracer):
+        reason = channels_first_reason(call)
+        if reason:
+            return tracer.opaque(call.inputs, output_shapes, reason)
+        return [call.input.ids for _ in output_shapes]
+
+
+def channels_first_reason(call) -> str | None:
+    """A reason to freeze a layer whose channel axis is not the last one."""
+    data_format = getattr(call.layer, "data_format", None)
+    if data_format == "channels_first":
+        return (
+            f"'{call.name}' uses data_format='channels_first'; kprune follows the "
+            "last axis only (rebuild the model channels_last)"
+        )
+    return None
+
+
+def weight_keys(layer) -> list[str]:
+    """Keys for a layer's weights: the variable name, or `name:i` if repeated.
+
+    Composite layers (a squeeze-excite block holding two convs) repeat names like
+    `kernel`; the `i`-th occurrence in `layer.weights` order is `kernel:i`. The
+    order is fixed by the layer's class and config, so keys match between a
+    layer and its clone.
+    """
+    names = [v.name for v in getattr(layer, "weights", [])]
+    repeated = {n for n in names if names.count(n) > 1}
+    seen: dict[str, int] = {}
+    keys = []
+    for name in names:
+        if name in repeated:
+            keys.append(f"{name}:{seen.get(name, 0)}")
+            seen[name] = seen.get(name, 0) + 1
+        else:
+            keys.append(name)
+    return keys
+
+
+def keep(array: np.ndarray, mask: np.ndarray | None, axis: int) -> np.ndarray:
+    """`array` with only the entries of `mask` kept along `axis`."""
+    if mask is None or mask.all():
+        return array
+    return np.compress(mask, array, axis=axis)
+
+
+def zero(array: np.ndarray, mask: np.ndarray | None, axis: int) -> np.ndarray:
+    """A copy of `array` with the entries outside `mask` set to 0 along `axis`."""
+    if mask is None or mask.all():
+        return array
+    array = np.array(array, copy=True)
+    index = [slice(None)] * array.ndim
+    index[axis] = ~mask
+    array[tuple(index)] = 0
+    return array
+
+
+def kept(mask: np.ndarray | None, default: int) -> int:
+    """How many channels a mask keeps (`default` when there is no mask)."""
+    return default if mask is None else int(mask.sum())
+
+
+def spatial_size(shape) -> int:
+    """Product of the dims between batch and channels (1 for a 2-D tensor)."""
+    size = 1
+    for dim in shape[1:-1]:
+        size *= int(dim) if dim is not None else 0
+    return size

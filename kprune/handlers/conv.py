@@ -1,0 +1,276 @@
+"""Convolutions and Dense: the layers that make new channels.
+
+Kernel layouts (Keras, channels-last):
+
+* `Conv{1,2,3}D`: `(*kernel_size, in // groups, filters)`
+* `Dense`: `(in, units)`
+* `Conv{1,2,3}DTranspose`: `(*kernel_size, filters, in)`
+* `DepthwiseConv{1,2}D`: `(*kernel_size, in, depth_multiplier)`; output channel
+  `c * depth_multiplier + j` comes from input channel `c`
+* `SeparableConv{1,2}D`: a depthwise kernel as above, then a pointwise kernel
+  `(1, ..., in * depth_multiplier, filters)`
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kprune.handlers.base import (
+    LayerHandler,
+    channels_first_reason,
+    keep,
+    kept,
+    spatial_size,
+    zero,
+)
+
+
+class ConvHandler(LayerHandler):
+    """`Conv1D/2D/3D`, including grouped convolutions.
+
+    With `groups > 1` every group must keep the same number of input and output
+    channels. Two couplings keep that true:
+
+    * **whole groups** when each group has one input or one output channel (a
+      depthwise convolution written as `Conv2D(groups=C)`, as in ConvNeXt): a
+      group's input and output channels form one unit, and `groups` shrinks;
+    * **same index in every group** otherwise (ResNeXt): channel `j` of every
+      group is removed together, and `groups` stays.
+    """
+
+    def trace(self, call, output_shapes, tracer):
+        reason = channels_first_reason(call)
+        if reason:
+            return tracer.opaque(call.inputs, output_shapes, reason)
+        layer = call.layer
+        groups = getattr(layer, "groups", 1) or 1
+        filters = output_shapes[0][-1]
+        if groups == 1:
+            return [tracer.new(filters)]
+        rows = call.input.ids.reshape(groups, -1)
+        per_group_out = filters // groups
+        if _whole_groups(rows.shape[1], per_group_out):
+            for i in range(1, rows.shape[1]):
+                tracer.couple(rows[:, i], rows[:, 0])
+            return [np.repeat(rows[:, 0], per_group_out)]
+        for g in range(1, groups):
+            tracer.couple(rows[g], rows[0])
+        return [np.tile(tracer.new(per_group_out), groups)]
+
+    def new_config(self, layer, config, masks):
+        config = dict(config)
+        config["filters"] = kept(masks.output, config["filters"])
+        groups = config.get("groups", 1) or 1
+        if groups > 1 and self._is_whole_groups(layer):
+            per_group_in = layer.kernel.shape[-2]
+            config["groups"] = kept(masks.input, groups * per_group_in) // per_group_in
+        return config
+
+    def new_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        kernel = weights["kernel"]
+        in_mask = masks.input
+        groups = getattr(layer, "groups", 1) or 1
+        if groups > 1 and in_mask is not None:
+            in_mask = (
+                None if self._is_whole_groups(layer) else in_mask.reshape(groups, -1)[0]
+            )
+        kernel = keep(kernel, in_mask, -2)
+        weights["kernel"] = keep(kernel, masks.output, -1)
+        if "bias" in weights:
+            weights["bias"] = keep(weights["bias"], masks.output, 0)
+        return weights
+
+    def zero_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        weights["kernel"] = zero(weights["kernel"], masks.output, -1)
+        if "bias" in weights:
+            weights["bias"] = zero(weights["bias"], masks.output, 0)
+        return weights
+
+    def filters(self, layer, weights):
+        kernel = weights["kernel"]
+        return np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
+
+    def macs(self, layer, input_shapes, output_shapes):
+        cin, cout = input_shapes[0][-1], output_shapes[0][-1]
+        groups = getattr(layer, "groups", 1) or 1
+        per_group_in = layer.kernel.shape[-2]
+        if groups > 1 and self._is_whole_groups(layer):
+            groups = cin // per_group_in
+        window = math.prod(layer.kernel_size)
+        return spatial_size(output_shapes[0]) * window * (cin // groups) * cout
+
+    @staticmethod
+    def _is_whole_groups(layer) -> bool:
+        groups = layer.groups
+        return _whole_groups(layer.kernel.shape[-2], layer.filters // groups)
+
+
+def _whole_groups(per_group_in: int, per_group_out: int) -> bool:
+    return per_group_in == 1 or per_group_out == 1
+
+
+class DenseHandler(LayerHandler):
+    """`Dense` on the last axis of a 2-D or channels-last N-D input."""
+
+    def trace(self, call, output_shapes, tracer):
+        return [tracer.new(output_shapes[0][-1])]
+
+    def new_config(self, layer, config, masks):
+        config = dict(config)
+        config["units"] = kept(masks.output, config["units"])
+        return config
+
+    def new_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        kernel = keep(weights["kernel"], masks.input, 0)
+        weights["kernel"] = keep(kernel, masks.output, 1)
+        if "bias" in weights:
+            weights["bias"] = keep(weights["bias"], masks.output, 0)
+        if "lora_kernel_a" in weights:
+            weights["lora_kernel_a"] = keep(weights["lora_kernel_a"], masks.input, 0)
+            weights["lora_kernel_b"] = keep(weights["lora_kernel_b"], masks.output, 1)
+        return weights
+
+    def zero_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        weights["kernel"] = zero(weights["kernel"], masks.output, 1)
+        if "bias" in weights:
+            weights["bias"] = zero(weights["bias"], masks.output, 0)
+        if "lora_kernel_b" in weights:
+            weights["lora_kernel_b"] = zero(weights["lora_kernel_b"], masks.output, 1)
+        return weights
+
+    def filters(self, layer, weights):
+        return weights["kernel"].T
+
+    def macs(self, layer, input_shapes, output_shapes):
+        cin, cout = input_shapes[0][-1], output_shapes[0][-1]
+        return spatial_size(input_shapes[0]) * cin * cout
+
+
+class ConvTransposeHandler(LayerHandler):
+    """`Conv{1,2,3}DTranspose`.
+
+    MACs are counted once per *input* position: each input pixel is multiplied by
+    the whole kernel once. Counting per output position over-counts by stride².
+    """
+
+    def trace(self, call, output_shapes, tracer):
+        reason = channels_first_reason(call)
+        if reason:
+            return tracer.opaque(call.inputs, output_shapes, reason)
+        return [tracer.new(output_shapes[0][-1])]
+
+    def new_config(self, layer, config, masks):
+        config = dict(config)
+        config["filters"] = kept(masks.output, config["filters"])
+        return config
+
+    def new_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        kernel = keep(weights["kernel"], masks.output, -2)
+        weights["kernel"] = keep(kernel, masks.input, -1)
+        if "bias" in weights:
+            weights["bias"] = keep(weights["bias"], masks.output, 0)
+        return weights
+
+    def zero_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        weights["kernel"] = zero(weights["kernel"], masks.output, -2)
+        if "bias" in weights:
+            weights["bias"] = zero(weights["bias"], masks.output, 0)
+        return weights
+
+    def filters(self, layer, weights):
+        kernel = weights["kernel"]
+        return np.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1)
+
+    def macs(self, layer, input_shapes, output_shapes):
+        cin, cout = input_shapes[0][-1], output_shapes[0][-1]
+        window = math.prod(layer.kernel_size)
+        return spatial_size(input_shapes[0]) * window * cin * cout
+
+
+class DepthwiseHandler(LayerHandler):
+    """`DepthwiseConv{1,2}D`: input channel c owns outputs c*m .. c*m + m - 1."""
+
+    def trace(self, call, output_shapes, tracer):
+        reason = channels_first_reason(call)
+        if reason:
+            return tracer.opaque(call.inputs, output_shapes, reason)
+        return [np.repeat(call.input.ids, call.layer.depth_multiplier)]
+
+    def new_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        weights["kernel"] = keep(weights["kernel"], masks.input, -2)
+        if "bias" in weights:
+            weights["bias"] = keep(weights["bias"], masks.output, 0)
+        return weights
+
+    def zero_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        if masks.output is not None and not masks.output.all():
+            kernel = np.array(weights["kernel"], copy=True)
+            kernel[..., ~masks.output.reshape(kernel.shape[-2:])] = 0
+            weights["kernel"] = kernel
+        if "bias" in weights:
+            weights["bias"] = zero(weights["bias"], masks.output, 0)
+        return weights
+
+    def filters(self, layer, weights):
+        kernel = weights["kernel"]
+        channels = kernel.shape[-2] * kernel.shape[-1]
+        return kernel.reshape(-1, channels).T
+
+    def macs(self, layer, input_shapes, output_shapes):
+        window = math.prod(layer.kernel_size)
+        return spatial_size(output_shapes[0]) * window * output_shapes[0][-1]
+
+
+class SeparableHandler(LayerHandler):
+    """`SeparableConv{1,2}D`: a depthwise step on the inputs, then a pointwise conv."""
+
+    def trace(self, call, output_shapes, tracer):
+        reason = channels_first_reason(call)
+        if reason:
+            return tracer.opaque(call.inputs, output_shapes, reason)
+        return [tracer.new(output_shapes[0][-1])]
+
+    def new_config(self, layer, config, masks):
+        config = dict(config)
+        config["filters"] = kept(masks.output, config["filters"])
+        return config
+
+    def new_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        multiplier = layer.depth_multiplier
+        weights["depthwise_kernel"] = keep(weights["depthwise_kernel"], masks.input, -2)
+        rows = None if masks.input is None else np.repeat(masks.input, multiplier)
+        pointwise = keep(weights["pointwise_kernel"], rows, -2)
+        weights["pointwise_kernel"] = keep(pointwise, masks.output, -1)
+        if "bias" in weights:
+            weights["bias"] = keep(weights["bias"], masks.output, 0)
+        return weights
+
+    def zero_weights(self, layer, weights, masks):
+        weights = dict(weights)
+        weights["pointwise_kernel"] = zero(
+            weights["pointwise_kernel"], masks.output, -1
+        )
+        if "bias" in weights:
+            weights["bias"] = zero(weights["bias"], masks.output, 0)
+        return weights
+
+    def filters(self, layer, weights):
+        pointwise = weights["pointwise_kernel"]
+        return pointwise.reshape(-1, pointwise.shape[-1]).T
+
+    def macs(self, layer, input_shapes, output_shapes):
+        cin, cout = input_shapes[0][-1], output_shapes[0][-1]
+        window = math.prod(layer.kernel_size)
+        expanded = cin * layer.depth_multiplier
+        return spatial_size(output_shapes[0]) * (window * expanded + expanded * cout)

@@ -1,0 +1,48 @@
+"""Layers whose channel i out is channel i in, with nothing per channel to slice."""
+
+from __future__ import annotations
+
+from kprune.graph import keras_graph
+from kprune.handlers.base import LayerHandler, PassThroughHandler
+
+# Functions that mix all channels of a position, so removing one changes the rest.
+_CHANNEL_MIXING = {"softmax", "log_softmax", "sparsemax"}
+
+
+class ActivationHandler(PassThroughHandler):
+    """`Activation(...)`: pass-through, except softmax-like functions over channels."""
+
+    def trace(self, call, output_shapes, tracer):
+        fn = getattr(call.layer.activation, "__name__", "")
+        if fn in _CHANNEL_MIXING:
+            reason = f"'{call.name}' applies {fn} across channels"
+            return tracer.opaque(call.inputs, output_shapes, reason)
+        return super().trace(call, output_shapes, tracer)
+
+
+class SoftmaxHandler(PassThroughHandler):
+    """`Softmax` layer: frozen when it normalises over the channel axis."""
+
+    def trace(self, call, output_shapes, tracer):
+        axes = call.layer.axis
+        axes = list(axes) if isinstance(axes, (list, tuple)) else [axes]
+        rank = len(call.input.shape)
+        if any(a % rank == rank - 1 for a in axes):
+            reason = f"'{call.name}' applies softmax across channels"
+            return tracer.opaque(call.inputs, output_shapes, reason)
+        return super().trace(call, output_shapes, tracer)
+
+
+class LambdaHandler(LayerHandler):
+    """`Lambda` runs Python code that kprune cannot read, so it is always frozen."""
+
+    def trace(self, call, output_shapes, tracer):
+        reason = (
+            f"Lambda '{call.name}' runs Python code kprune cannot see through; "
+            "replace it with built-in layers or register a handler for a custom "
+            "layer (kprune.register_handler)"
+        )
+        return tracer.opaque(call.inputs, output_shapes, reason)
+
+    def clone(self, layer, config):
+        return keras_graph.copy_lambda(layer)

@@ -1,0 +1,72 @@
+"""The one registry from layer classes to handlers."""
+
+from __future__ import annotations
+
+import keras
+
+from kprune.handlers.base import LayerHandler
+
+_HANDLERS: dict[type | str, LayerHandler] = {}
+_OPAQUE = LayerHandler()
+
+
+def register_handler(
+    layer_class: type | str, handler: LayerHandler, *, override: bool = False
+) -> None:
+    """Tell kprune how channels pass through `layer_class` (and its subclasses).
+
+    Args:
+        layer_class: a `keras.layers.Layer` subclass (or a `keras.ops` operation
+            class) whose calls the handler describes; or the name it is
+            registered under for Keras serialization, such as
+            `"keras_cv>SqueezeAndExcite2D"`, which spares importing its package.
+        handler: an instance of a `kprune.handlers.LayerHandler` subclass.
+        override: replace an existing registration for exactly this class.
+
+    Raises:
+        TypeError: if the arguments have the wrong types.
+        ValueError: if `layer_class` is registered already and `override` is False.
+    """
+    if not isinstance(layer_class, (type, str)):
+        raise TypeError(
+            "register_handler expects a layer class, e.g. "
+            f"register_handler(MyLayer, MyHandler()). Received: {layer_class!r}"
+        )
+    if not isinstance(handler, LayerHandler):
+        raise TypeError(
+            "handler must be an instance of a kprune.handlers.LayerHandler subclass. "
+            f"Received: {handler!r}"
+        )
+    label = getattr(layer_class, "__name__", layer_class)
+    if layer_class in _HANDLERS and not override:
+        raise ValueError(
+            f"{label} already has a handler "
+            f"({type(_HANDLERS[layer_class]).__name__}). Pass override=True to "
+            "replace it."
+        )
+    _HANDLERS[layer_class] = handler
+
+
+def unregister_handler(layer_class: type | str) -> None:
+    """Remove the handler registered for exactly `layer_class`, if any."""
+    _HANDLERS.pop(layer_class, None)
+
+
+def get_handler(layer) -> LayerHandler:
+    """The handler for `layer`, found along its class hierarchy.
+
+    A subclass of `Conv2D` gets the `Conv2D` handler. A layer with no registered
+    class in its hierarchy gets the opaque handler, which freezes its channels.
+    """
+    for cls in type(layer).__mro__:
+        handler = _HANDLERS.get(cls)
+        if handler is None and "__module__" in vars(cls):
+            handler = _HANDLERS.get(keras.saving.get_registered_name(cls))
+        if handler is not None:
+            return handler
+    return _OPAQUE
+
+
+def registered_classes() -> list[type | str]:
+    """Every class that has a handler, in registration order."""
+    return list(_HANDLERS)

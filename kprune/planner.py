@@ -1,0 +1,364 @@
+"""Turning scores into a `PruningPlan`: which units each group keeps."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import keras
+import numpy as np
+
+from kprune.criteria import ScoringContext, get_criterion
+from kprune.graph import ChannelGraph, Group
+from kprune.graph import graph as build_graph
+from kprune.profile import MacCounter
+from kprune.report import format_table, human
+
+SCOPES = ("layer", "global")
+
+
+@dataclass
+class GroupPlan:
+    """The decision for one group: which of its `size` units stay."""
+
+    name: str
+    size: int
+    keep: tuple[int, ...]
+
+    @property
+    def removed(self) -> int:
+        return self.size - len(self.keep)
+
+
+@dataclass
+class PruningPlan:
+    """Which channels each prunable group keeps. Plain data: print it, save it.
+
+    Attributes:
+        model: name of the model the plan was made for.
+        fingerprint: hash of that model's group structure (`shrink` checks it).
+        groups: `GroupPlan` per prunable group, by group name. Frozen groups are
+            absent: they keep everything.
+        criterion: the scoring rule used.
+        target: the arguments that shaped the plan (ratio or flops, scope, ...).
+        macs_before, macs_after: MACs per sample of the model and of the plan.
+    """
+
+    model: str
+    fingerprint: str
+    groups: dict[str, GroupPlan] = field(default_factory=dict)
+    criterion: str = ""
+    target: dict = field(default_factory=dict)
+    macs_before: int = 0
+    macs_after: int = 0
+
+    @property
+    def channels_before(self) -> int:
+        return sum(g.size for g in self.groups.values())
+
+    @property
+    def channels_after(self) -> int:
+        return sum(len(g.keep) for g in self.groups.values())
+
+    @property
+    def flops_ratio(self) -> float:
+        """FLOPs kept: `macs_after / macs_before`."""
+        return self.macs_after / self.macs_before if self.macs_before else 1.0
+
+    def keep_units(self, graph: ChannelGraph) -> np.ndarray:
+        """Boolean keep-mask over the units of `graph`, after checking it matches.
+
+        Raises:
+            ValueError: if the plan was made for a different model.
+        """
+        if graph.fingerprint() != self.fingerprint:
+            raise ValueError(
+                f"this plan was made for model '{self.model}', whose channel groups "
+                f"differ from those of model '{graph.model.name}'. Make a plan for "
+                "this model with kprune.plan(model, ...)."
+            )
+        keep = np.ones(graph.num_units, dtype=bool)
+        for name, decision in self.groups.items():
+            group = graph.group(name)
+            if group.size != decision.size:
+                raise ValueError(
+                    f"group '{name}' has {group.size} channels but the plan expects "
+                    f"{decision.size}; make a new plan for this model"
+                )
+            mask = np.zeros(group.size, dtype=bool)
+            mask[list(decision.keep)] = True
+            keep[group.units] = mask
+        return keep
+
+    def summary(self, changed_only: bool = True) -> str:
+        """Per-group table of kept/total channels."""
+        rows = [
+            (g.name, len(g.keep), g.size, f"{len(g.keep) / g.size:.0%}")
+            for g in self.groups.values()
+            if g.removed or not changed_only
+        ]
+        head = (
+            f"Pruning plan for '{self.model}' ({self.criterion}, "
+            f"{_describe_target(self.target)}): {self.channels_after} of "
+            f"{self.channels_before} prunable channels kept; MACs "
+            f"{human(self.macs_before)} -> {human(self.macs_after)} "
+            f"({self.flops_ratio:.1%})"
+        )
+        return format_table(["group", "kept", "total", "share"], rows, title=head)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for g in data["groups"].values():
+            g["keep"] = list(g["keep"])
+        return data
+
+    def to_json(self, path: str | None = None) -> str:
+        """The plan as JSON; written to `path` too when given."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PruningPlan":
+        groups = {
+            name: GroupPlan(g["name"], int(g["size"]), tuple(int(i) for i in g["keep"]))
+            for name, g in data["groups"].items()
+        }
+        return cls(**{**data, "groups": groups})
+
+    @classmethod
+    def from_json(cls, text_or_path: str) -> "PruningPlan":
+        text = text_or_path
+        if not text_or_path.lstrip().startswith("{"):
+            with open(text_or_path) as f:
+                text = f.read()
+        return cls.from_dict(json.loads(text))
+
+
+def _describe_target(target: dict) -> str:
+    parts = [f"{k}={v}" for k, v in target.items() if v not in (None, [], ())]
+    return ", ".join(parts)
+
+
+def plan(
+    model: keras.Model,
+    criterion="l1",
+    ratio: float | None = None,
+    *,
+    flops: float | None = None,
+    scope: str = "layer",
+    min_channels: int = 1,
+    round_to: int = 1,
+    exclude: list[str] | tuple[str, ...] | None = None,
+    data=None,
+    seed: int | None = 0,
+    reduction: str = "mean",
+    graph: ChannelGraph | None = None,
+    **criterion_options,
+) -> PruningPlan:
+    """Decide which filters to remove.
+
+    Args:
+        model: the Keras model (not modified).
+        criterion: a registered criterion name (`"l1"`, `"l2"`, `"random"`, ...)
+            or a callable `fn(group, context) -> scores`.
+        ratio: share of the prunable channels to remove, in [0, 1).
+        flops: share of the FLOPs to keep, in (0, 1]; instead of `ratio`.
+        scope: `"layer"` removes the same share from every group; `"global"`
+            ranks all channels together (scores normalised per group).
+        min_channels: every group keeps at least this many channels.
+        round_to: kept channel counts are rounded up to a multiple of this
+            (8 or 16 suit the fast paths of mobile kernels).
+        exclude: names of layers whose groups must not be pruned.
+        data: data for data-driven criteria.
+        seed: seed for random criteria.
+        reduction: how scores of coupled layers combine: mean, sum or max.
+        graph: the model's `ChannelGraph`, if already built.
+        **criterion_options: passed to the criterion via `context.options`.
+
+    Returns:
+        A `PruningPlan` to pass to `kprune.shrink`.
+
+    Raises:
+        ValueError: on bad arguments, each message naming the fix.
+    """
+    g = graph if graph is not None else build_graph(model)
+    _check_target(ratio, flops, scope, min_channels, round_to)
+    crit = get_criterion(criterion)
+    if crit.needs_data and data is None:
+        raise ValueError(
+            f"criterion {crit.name!r} runs the model on data: pass data= (a "
+            "tf.data.Dataset, a NumPy array, or an (x, y) tuple)"
+        )
+    groups = _prunable_groups(g, exclude)
+    context = ScoringContext(
+        model, g, data=data, seed=seed, reduction=reduction, **criterion_options
+    )
+    scores = {grp.name: _checked_scores(crit, grp, context) for grp in groups}
+    counter = MacCounter(g)
+    chooser = _Chooser(groups, scores, scope, min_channels, round_to)
+
+    if flops is not None:
+        keep = _search_flops(g, chooser, counter, flops)
+    else:
+        keep = chooser.choose(ratio)
+
+    decisions = {
+        grp.name: GroupPlan(grp.name, grp.size, tuple(int(i) for i in keep[grp.name]))
+        for grp in groups
+    }
+    result = PruningPlan(
+        model=model.name,
+        fingerprint=g.fingerprint(),
+        groups=decisions,
+        criterion=crit.name,
+        target={
+            "ratio": ratio,
+            "flops": flops,
+            "scope": scope,
+            "min_channels": min_channels,
+            "round_to": round_to,
+            "exclude": list(exclude or []),
+        },
+        macs_before=counter.base,
+    )
+    result.macs_after = counter(result.keep_units(g))
+    return result
+
+
+def _check_target(ratio, flops, scope, min_channels, round_to):
+    if (ratio is None) == (flops is None):
+        raise ValueError(
+            "give exactly one target: ratio= (share of channels to remove) or "
+            f"flops= (share of FLOPs to keep). Received: ratio={ratio}, flops={flops}"
+        )
+    if ratio is not None and not (isinstance(ratio, (int, float)) and 0 <= ratio < 1):
+        raise ValueError(
+            f"ratio must be in [0, 1); got {ratio}. Use flops= to prune by a FLOPs "
+            "budget."
+        )
+    if flops is not None and not (isinstance(flops, (int, float)) and 0 < flops <= 1):
+        raise ValueError(
+            f"flops is the share of FLOPs to keep and must be in (0, 1]; got {flops}"
+        )
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}; got {scope!r}")
+    for name, value in (("min_channels", min_channels), ("round_to", round_to)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+
+
+def _prunable_groups(g: ChannelGraph, exclude) -> list[Group]:
+    if exclude is None:
+        return g.prunable
+    if isinstance(exclude, str):
+        exclude = [exclude]
+    names = g.layer_names()
+    unknown = [n for n in exclude if n not in names]
+    if unknown:
+        raise ValueError(
+            f"exclude names layers that are not in model '{g.model.name}': {unknown}. "
+            "Use layer names as in model.summary() (outer/inner for nested models)."
+        )
+    skip = set(exclude)
+    return [grp for grp in g.prunable if not any(m.name in skip for m in grp.members)]
+
+
+def _checked_scores(crit, group, context) -> np.ndarray:
+    scores = np.asarray(crit.fn(group, context), dtype=np.float64).reshape(-1)
+    if scores.shape != (group.size,):
+        raise ValueError(
+            f"criterion {crit.name!r} returned {scores.shape[0]} scores for group "
+            f"'{group.name}' of size {group.size}"
+        )
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(
+            f"criterion {crit.name!r} returned non-finite scores for group "
+            f"'{group.name}'; check the model weights (NaN?) or the criterion"
+        )
+    return scores
+
+
+class _Chooser:
+    """Picks kept units per group for a removal ratio, honouring the constraints."""
+
+    def __init__(self, groups, scores, scope, min_channels, round_to):
+        self.groups = groups
+        self.scope = scope
+        self.min_channels = min_channels
+        self.round_to = round_to
+        # Highest score first; ties keep the lower channel index.
+        self.order = {
+            g.name: np.lexsort((np.arange(g.size), -scores[g.name])) for g in groups
+        }
+        if scope == "global":
+            normed = []
+            for g in groups:
+                s = scores[g.name]
+                scale = np.abs(s).mean()
+                normed.append(s / scale if scale > 0 else s)
+            self.flat = np.concatenate(normed) if normed else np.zeros(0)
+            self.owner = np.repeat(np.arange(len(groups)), [g.size for g in groups])
+
+    def _count(self, size: int, keep: int) -> int:
+        keep = max(keep, min(self.min_channels, size))
+        keep = math.ceil(keep / self.round_to) * self.round_to
+        return int(min(max(keep, 1), size))
+
+    def choose(self, ratio: float) -> dict[str, np.ndarray]:
+        if self.scope == "global":
+            n_remove = int(ratio * len(self.flat))
+            removed = np.zeros(len(self.groups), dtype=np.int64)
+            if n_remove:
+                lowest = np.argsort(self.flat, kind="stable")[:n_remove]
+                removed = np.bincount(self.owner[lowest], minlength=len(self.groups))
+            counts = [g.size - int(r) for g, r in zip(self.groups, removed)]
+        else:
+            counts = [g.size - int(ratio * g.size) for g in self.groups]
+        return {
+            g.name: np.sort(self.order[g.name][: self._count(g.size, n)])
+            for g, n in zip(self.groups, counts)
+        }
+
+
+def _search_flops(g, chooser, counter, flops) -> dict[str, np.ndarray]:
+    """The least pruning whose MACs are at most `flops` of the original."""
+    budget = flops * counter.base
+
+    def macs_at(ratio):
+        keep = chooser.choose(ratio)
+        mask = np.ones(g.num_units, dtype=bool)
+        for grp in chooser.groups:
+            m = np.zeros(grp.size, dtype=bool)
+            m[keep[grp.name]] = True
+            mask[grp.units] = m
+        return counter(mask), keep
+
+    lowest, keep_hi = macs_at(0.999)
+    if lowest > budget:
+        raise ValueError(
+            f"flops={flops} cannot be reached: with the frozen groups and "
+            f"min_channels={chooser.min_channels}, round_to={chooser.round_to}, the "
+            f"least this model can keep is {lowest / counter.base:.3f} of its FLOPs. "
+            "Raise flops= or lower min_channels/round_to."
+        )
+    macs0, keep0 = macs_at(0.0)
+    if macs0 <= budget:
+        return keep0
+    lo, hi = 0.0, 0.999
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        macs, keep = macs_at(mid)
+        if macs <= budget:
+            hi, keep_hi = mid, keep
+        else:
+            lo = mid
+        if hi - lo < 1e-4:
+            break
+    return keep_hi

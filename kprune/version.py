@@ -1,0 +1,3 @@
+"""The kprune version, read by pyproject.toml."""
+
+__version__ = "0.1.0"

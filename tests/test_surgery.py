@@ -1,0 +1,113 @@
+"""Surgery is exact, never touches the caller's model, and round-trips."""
+
+import keras
+import numpy as np
+import pytest
+
+import kprune
+from tests import models
+
+
+@pytest.mark.parametrize("name", sorted(models.HAND_BUILT))
+@pytest.mark.parametrize("criterion, ratio", [("l1", 0.5), ("random", 0.3)])
+def test_shrink_equals_zeroed_model(name, criterion, ratio):
+    model = models.randomize(models.HAND_BUILT[name]())
+    plan = kprune.plan(model, criterion=criterion, ratio=ratio)
+    assert plan.channels_after < plan.channels_before
+    small = models.assert_exact(model, plan)
+    assert small.count_params() < model.count_params()
+
+
+@pytest.mark.parametrize("name", sorted(models.HAND_BUILT))
+def test_outputs_keep_their_shape(name):
+    model = models.HAND_BUILT[name]()
+    small = kprune.prune(model, ratio=0.9)
+    for a, b in zip(model.outputs, small.outputs):
+        assert tuple(a.shape) == tuple(b.shape)
+
+
+def test_caller_model_is_untouched():
+    model = models.randomize(models.mobile_se())
+    before = models.weights_of(model)
+    configs = [layer.get_config() for layer in model.layers]
+    x = models.inputs_for(model)
+    y = models.outputs(model, x)
+    kprune.shrink(model, kprune.plan(model, ratio=0.5))
+    kprune.prune(model, flops=0.5)
+    kprune.zero_pruned(model, kprune.plan(model, ratio=0.5))
+    for a, b in zip(before, models.weights_of(model)):
+        np.testing.assert_array_equal(a, b)
+    assert configs == [layer.get_config() for layer in model.layers]
+    np.testing.assert_array_equal(y[0], models.outputs(model, x)[0])
+
+
+def test_names_configs_and_initializers_are_kept():
+    model = models.resnet()
+    small = kprune.prune(model, ratio=0.5)
+    assert [layer.name for layer in small.layers] == [
+        layer.name for layer in model.layers
+    ]
+    old, new = model.get_layer("s0_a"), small.get_layer("s0_a")
+    assert new.filters < old.filters
+    for key in ("kernel_initializer", "bias_initializer", "padding", "activation"):
+        assert new.get_config()[key] == old.get_config()[key]
+
+
+def test_shrunk_model_saves_and_loads(tmp_path):
+    model = models.randomize(models.mobile_se())
+    small = kprune.prune(model, ratio=0.5)
+    path = tmp_path / "small.keras"
+    small.save(path)
+    loaded = keras.models.load_model(path)
+    x = models.inputs_for(model)
+    np.testing.assert_allclose(
+        models.outputs(loaded, x)[0], models.outputs(small, x)[0], rtol=1e-6, atol=1e-6
+    )
+
+
+def test_compiled_model_stays_compiled():
+    model = models.vgg()
+    model.compile(optimizer="adam", loss="mse")
+    small = kprune.prune(model, ratio=0.5)
+    assert small.compiled
+    small.fit(np.zeros((4, 16, 16, 3)), np.zeros((4, 5)), epochs=1, verbose=0)
+
+
+def test_plan_for_another_model_is_refused():
+    plan = kprune.plan(models.vgg(), ratio=0.5)
+    with pytest.raises(ValueError, match="made for model 'vgg'.*kprune.plan"):
+        kprune.shrink(models.resnet(), plan)
+
+
+def test_plan_must_be_a_plan():
+    with pytest.raises(TypeError, match="PruningPlan"):
+        kprune.shrink(models.vgg(), {"ratio": 0.5})
+    with pytest.raises(ValueError, match="needs a plan"):
+        kprune.shrink(models.vgg())
+
+
+def test_reshape_target_and_rescaling_are_rewritten():
+    model = models.randomize(models.mobile_se())
+    small = kprune.prune(model, ratio=0.5)
+    reshape = small.get_layer("se_reshape0")
+    conv = small.get_layer("expand0")
+    assert conv.filters == 8
+    assert tuple(reshape.target_shape) == (1, 1, 8)
+
+    model = models.randomize(models.assorted())
+    small = kprune.prune(model, ratio=0.5)
+    scale = small.get_layer("scale").get_config()["scale"]
+    assert len(scale) == small.get_layer("stem").filters == 4
+
+
+def test_lambda_model_shrinks_around_the_lambda():
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, name="before")(inp)
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    model = models.randomize(keras.Model(inp, out))
+    plan = kprune.plan(model, ratio=0.5)
+    small = models.assert_exact(model, plan)
+    assert small.get_layer("before").filters == 6
+    assert small.get_layer("double").function is model.get_layer("double").function

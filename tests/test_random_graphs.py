@@ -1,0 +1,104 @@
+"""Property-based: surgery is exact on randomly generated graphs.
+
+Hypothesis draws a random mix of conv, BN+ReLU, add, concat, depthwise, grouped
+and separable convs and pooling; a random plan is applied; `shrink` must give the
+outputs of the model with the removed channels zeroed, and keep output shapes.
+"""
+
+import keras
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from keras import layers
+
+import kprune
+from tests import models
+
+OPS = ("conv", "bn_relu", "add", "concat", "depthwise", "grouped", "separable", "pool")
+
+
+@st.composite
+def random_model(draw):
+    inp = keras.Input((8, 8, 3))
+    tensors = [layers.Conv2D(draw(st.sampled_from([4, 6, 8])), 3, padding="same")(inp)]
+    for _ in range(draw(st.integers(2, 9))):
+        op = draw(st.sampled_from(OPS))
+        x = draw(st.sampled_from(tensors))
+        channels, spatial = x.shape[-1], x.shape[1:3]
+        peers = [t for t in tensors if t.shape[1:3] == spatial]
+        if op == "conv":
+            filters = draw(st.sampled_from([4, 6, 8]))
+            kernel = draw(st.sampled_from([1, 3]))
+            y = layers.Conv2D(filters, kernel, padding="same", activation="relu")(x)
+        elif op == "bn_relu":
+            y = layers.ReLU()(layers.BatchNormalization()(x))
+        elif op == "add":
+            other = draw(st.sampled_from(peers))
+            if other.shape[-1] != channels:
+                other = layers.Conv2D(channels, 1)(other)
+            y = layers.Add()([x, other])
+        elif op == "concat":
+            y = layers.Concatenate()([x, draw(st.sampled_from(peers))])
+        elif op == "depthwise":
+            multiplier = draw(st.sampled_from([1, 2]))
+            y = layers.DepthwiseConv2D(3, depth_multiplier=multiplier, padding="same")(
+                x
+            )
+            y = layers.BatchNormalization()(y)
+        elif op == "grouped" and channels % 2 == 0:
+            y = layers.Conv2D(
+                2 * draw(st.sampled_from([2, 3, 4])), 3, padding="same", groups=2
+            )(x)
+        elif op == "separable":
+            y = layers.SeparableConv2D(
+                draw(st.sampled_from([4, 8])), 3, padding="same"
+            )(x)
+        elif op == "pool" and spatial[0] > 2:
+            y = layers.MaxPooling2D()(x)
+        else:
+            continue
+        tensors.append(y)
+    last = tensors[-1]
+    pooled = layers.GlobalAveragePooling2D()(last)
+    logits = layers.Dense(3)(pooled)
+    mask = layers.Conv2D(2, 1)(last)
+    return keras.Model(inp, [logits, mask])
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    model=random_model(),
+    ratio=st.floats(0.1, 0.8),
+    seed=st.integers(0, 1000),
+    criterion=st.sampled_from(["random", "l1"]),
+)
+def test_random_graphs_shrink_exactly(model, ratio, seed, criterion):
+    model = models.randomize(model, seed)
+    plan = kprune.plan(model, criterion=criterion, ratio=ratio, seed=seed)
+    small = models.assert_exact(model, plan)
+    for a, b in zip(model.outputs, small.outputs):
+        assert tuple(a.shape) == tuple(b.shape)
+    assert plan.macs_after == kprune.profile(small).macs
+    if plan.channels_after < plan.channels_before:
+        assert small.count_params() < model.count_params()
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(model=random_model())
+def test_groups_partition_the_channels(model):
+    """Every channel of every traced tensor belongs to exactly one unit of one group."""
+    g = kprune.graph(model)
+    units = np.concatenate([grp.units for grp in g.groups])
+    assert len(units) == len(np.unique(units)) == g.num_units
+    for call in g.calls:
+        for info in call.inputs + call.outputs:
+            if info.ids is not None:
+                assert g.units_of(info).max() < g.num_units

@@ -104,8 +104,17 @@ def main(argv=None):
     print()
     print(
         format_table(
-            ["model", "layers", "build s", "graph s", "plan s", "shrink s",
-             "total s", "shrink/build", "total/build"],
+            [
+                "model",
+                "layers",
+                "build s",
+                "graph s",
+                "plan s",
+                "shrink s",
+                "total s",
+                "shrink/build",
+                "total/build",
+            ],
             rows,
             title=f"graph + plan (l1, ratio={args.ratio}) + shrink, median of "
             f"{args.repeat} after a warm-up, {os.cpu_count()} CPU cores",

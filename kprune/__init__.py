@@ -7,10 +7,18 @@ The flat public API (see docs/ and shared/DESIGN.md):
     kprune.plan(model, ...)          which filters to remove
     kprune.shrink(model, plan)       a new, smaller model
     kprune.prune(model, ratio=...)   plan + shrink
+    kprune.export_tflite(model, ...) TFLite export with verification
 """
 
-from kprune import criteria, handlers
+from kprune import criteria, datasets, handlers
 from kprune.criteria import register_criterion
+from kprune.export import (
+    ExportResult,
+    TFLiteBenchmark,
+    benchmark_tflite,
+    export_saved_model,
+    export_tflite,
+)
 from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as graph
 from kprune.handlers import LayerHandler, register_handler
@@ -23,12 +31,18 @@ from kprune.version import __version__
 
 __all__ = [
     "ChannelGraph",
+    "ExportResult",
+    "TFLiteBenchmark",
+    "benchmark_tflite",
+    "export_saved_model",
+    "export_tflite",
     "Group",
     "LayerHandler",
     "Profile",
     "PruningPlan",
     "__version__",
     "criteria",
+    "datasets",
     "graph",
     "handlers",
     "plan",

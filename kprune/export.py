@@ -63,8 +63,11 @@ class ExportResult:
 
 
 def _plain_model(model):
-    """The model to export."""
-    return model
+    """Fold kprune's importance wrappers away: they are for training only."""
+    from kprune.layers import is_wrapped
+    from kprune.wrapping import unwrap
+
+    return unwrap(model) if is_wrapped(model) else model
 
 
 def export_saved_model(model: keras.Model, path: str, verify: bool = True) -> str:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kprune.graph import ChannelGraph, keras_graph
+from kprune.graph import ChannelGraph
 from kprune.graph import graph as build_graph
 from kprune.handlers import get_handler
 from kprune.handlers.base import weight_keys
+from kprune.layers import is_wrapped
 from kprune.planner import PruningPlan
 from kprune.planner import plan as make_plan
+from kprune.rebuild import rebuild
+from kprune.wrapping import masks_plan, unwrap
 
 
 def shrink(
@@ -32,9 +35,14 @@ def shrink(
     sliced. The result computes exactly what `model` computes once the removed
     channels are zeroed (see `zero_pruned`).
 
+    A wrapped model (`kprune.wrap`) comes back plain: the importance multipliers
+    are folded into the weights. Without a plan, the channels whose masks are 0
+    are removed, so the result computes what the masked model computes.
+
     Args:
         model: a functional or Sequential Keras model. It is not modified.
-        plan: a `PruningPlan` from `kprune.plan(model, ...)`.
+        plan: a `PruningPlan` from `kprune.plan(model, ...)`; optional for a
+            wrapped model.
         graph: the model's `ChannelGraph`, if already built.
 
     Returns:
@@ -46,7 +54,14 @@ def shrink(
         ValueError: if `plan` was made for another model.
     """
     g = graph if graph is not None else build_graph(model)
-    keep = _keep_units(g, plan)
+    if is_wrapped(model):
+        if plan is None:
+            plan = masks_plan(model, g)
+        keep = _keep_units(g, plan)
+        model = unwrap(model)
+        g = build_graph(model)  # same groups, plain layers
+    else:
+        keep = _keep_units(g, plan)
     return _rebuild(model, g, keep, slice_channels=True)
 
 
@@ -83,13 +98,14 @@ def prune(
     """
     g = build_graph(model)
     p = make_plan(model, criterion, ratio, graph=g, **plan_options)
-    return _rebuild(model, g, p.keep_units(g), slice_channels=True)
+    return shrink(model, p, graph=g)
 
 
 def _keep_units(g: ChannelGraph, plan) -> np.ndarray:
     if plan is None:
         raise ValueError(
-            "shrink needs a plan: kprune.shrink(model, kprune.plan(model, ratio=0.5))"
+            "shrink needs a plan: kprune.shrink(model, kprune.plan(model, ratio=0.5)), "
+            "unless the model is wrapped (kprune.wrap), whose masks are the plan"
         )
     if not isinstance(plan, PruningPlan):
         raise TypeError(
@@ -101,95 +117,37 @@ def _keep_units(g: ChannelGraph, plan) -> np.ndarray:
 
 def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool):
     masks = g.masks(keep)
-    nested_masks = g.nested_input_masks(keep)
-    nested_shapes = g.nested_input_shapes()
-    cache: dict[int, object] = {}
-    pairs = []
+    nested = {
+        key: [None if m is None else int(m.sum()) for m in value]
+        for key, value in g.nested_input_masks(keep).items()
+    }
 
-    def clone_layer(layer):
-        if id(layer) in cache:
-            return cache[id(layer)]
-        if keras_graph.is_graph_model(layer):
-            new = clone_nested(layer)
-        else:
-            handler = get_handler(layer)
-            config = layer.get_config()
-            m = masks.get(id(layer))
-            if slice_channels and m is not None and m.changes:
-                config = handler.new_config(layer, config, m)
-            new = handler.clone(layer, config)
-            pairs.append((layer, new, m, _skip_random_init(new)))
-        cache[id(layer)] = new
-        return new
-
-    def clone_nested(sub):
-        flat = keras.tree.flatten(sub.input)
-        shapes = nested_shapes.get(id(sub), [tuple(kt.shape) for kt in flat])
-        sub_masks = nested_masks.get(id(sub), [None] * len(flat))
-        inputs = []
-        for kt, shape, mask in zip(flat, shapes, sub_masks):
-            if slice_channels and mask is not None:
-                shape = tuple(shape[:-1]) + (int(mask.sum()),)
-            inputs.append(_input_like(kt, shape))
-        return keras.models.clone_model(
-            sub,
-            input_tensors=keras.tree.pack_sequence_as(sub.input, inputs),
-            clone_function=clone_layer,
+    def make_layer(layer):
+        handler = get_handler(layer)
+        config = layer.get_config()
+        m = masks.get(id(layer))
+        changes = m is not None and m.changes
+        if slice_channels and changes:
+            config = handler.new_config(layer, config, m)
+        new = handler.clone(layer, config)
+        if not getattr(layer, "weights", None):
+            return new, None
+        return new, lambda: _new_weights(
+            layer, handler, m if changes else None, slice_channels
         )
 
-    # Model inputs keep their channels, and their names (clone_model would name
-    # them after the KerasTensors instead of the input layers).
-    inputs = [
-        _input_like(kt, tuple(kt.shape)) for kt in keras.tree.flatten(model.input)
-    ]
-    new_model = keras.models.clone_model(
-        model,
-        input_tensors=keras.tree.pack_sequence_as(model.input, inputs),
-        clone_function=clone_layer,
-    )
-    for old, new, m, initializers in pairs:
-        for attr, initializer in initializers.items():
-            setattr(new, attr, initializer)
-        _transfer_weights(old, new, m, slice_channels)
-    return new_model
+    return rebuild(model, make_layer, nested if slice_channels else None)
 
 
-def _input_like(kt, shape):
-    return keras.Input(
-        batch_shape=shape, dtype=kt.dtype, name=keras_graph.tensor_name(kt)
-    )
-
-
-def _skip_random_init(layer) -> dict:
-    """Build `layer` with zero initial weights, since they are overwritten anyway.
-
-    Drawing random kernels is a large part of building a big model. The layer's
-    own initializers are returned so they can be put back after the build; its
-    config is then exactly what it was.
-    """
-    saved = {
-        attr: value
-        for attr, value in vars(layer).items()
-        if isinstance(value, keras.initializers.Initializer)
-    }
-    for attr in saved:
-        setattr(layer, attr, keras.initializers.Zeros())
-    return saved
-
-
-def _transfer_weights(old, new, masks, slice_channels: bool) -> None:
-    variables = getattr(old, "weights", None)
-    if not variables:
-        return
+def _new_weights(old, handler, masks, slice_channels: bool) -> list:
     values = old.get_weights()
-    if masks is not None and masks.changes:
-        keys = weight_keys(old)
-        handler = get_handler(old)
-        by_key = dict(zip(keys, values))
-        if slice_channels:
-            by_key = handler.new_weights(old, by_key, masks)
-        else:
-            by_key = handler.zero_weights(old, by_key, masks)
-        # Same class and config, so the new layer lists its weights in this order.
-        values = [by_key[key] for key in keys]
-    new.set_weights(values)
+    if masks is None:
+        return values
+    keys = weight_keys(old)
+    by_key = dict(zip(keys, values))
+    if slice_channels:
+        by_key = handler.new_weights(old, by_key, masks)
+    else:
+        by_key = handler.zero_weights(old, by_key, masks)
+    # Same class and config, so the new layer lists its weights in this order.
+    return [by_key[key] for key in keys]

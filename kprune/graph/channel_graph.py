@@ -113,6 +113,10 @@ class ChannelGraph:
             self.output_infos,
             self.input_names,
         ) = trace(model, get_handler)
+        self._consumers: dict[int, list[Call]] = {}
+        for call in self.calls:
+            for info in call.inputs:
+                self._consumers.setdefault(id(info), []).append(call)
         labels = tracer.components()
         roots, self._unit_of = np.unique(labels, return_inverse=True)
         self.num_units = len(roots)
@@ -141,6 +145,14 @@ class ChannelGraph:
     def groups_of(self, layer_name: str) -> list[Group]:
         """The groups that a layer (by name, `outer/inner` if nested) belongs to."""
         return [g for g in self._groups if any(m.name == layer_name for m in g.members)]
+
+    def consumers(self, info: TensorInfo) -> list[Call]:
+        """The calls that take the traced tensor `info` as an input."""
+        return list(self._consumers.get(id(info), []))
+
+    def calls_of(self, layer) -> list[Call]:
+        """Every call of `layer` (one per use of a shared layer)."""
+        return [call for call in self.calls if call.layer is layer]
 
     def layer_names(self) -> set[str]:
         return {call.name for call in self.calls}

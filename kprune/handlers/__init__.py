@@ -19,6 +19,7 @@ from kprune.handlers.conv import (
     DepthwiseHandler,
     SeparableHandler,
 )
+from kprune.handlers.importance import ImportanceHandler
 from kprune.handlers.merging import ConcatenateHandler, MergeHandler, SplitHandler
 from kprune.handlers.norm import (
     BatchNormHandler,
@@ -107,6 +108,7 @@ _BUILTINS = [
     (_layer_classes(["Reshape"]), ReshapeHandler()),
     (_layer_classes(["Permute"]), PermuteHandler()),
     (["keras_cv>SqueezeAndExcite2D"], SqueezeExciteHandler()),
+    (["kprune>ImportanceWrapper"], ImportanceHandler()),
 ]
 
 for _classes, _handler in _BUILTINS:

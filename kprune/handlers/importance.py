@@ -1,0 +1,55 @@
+"""How channels pass through kprune's own importance wrappers.
+
+A wrapper behaves like the layer it wraps, plus two per-channel vectors
+(`importance`, `mask`) on its outputs. The handler delegates to the wrapped
+layer's handler and slices those vectors. It is registered by the wrappers'
+Keras name (`kprune>ImportanceWrapper`) so the handler registry does not import
+`kprune.layers`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kprune.handlers.base import LayerHandler, keep, weight_keys, zero
+from kprune.handlers.registry import get_handler
+
+OWN = ("importance", "mask")
+
+
+class ImportanceHandler(LayerHandler):
+    def trace(self, call, output_shapes, tracer):
+        inner = call.layer.layer
+        proxy = dataclasses.replace(call, layer=inner)
+        return get_handler(inner).trace(proxy, output_shapes, tracer)
+
+    def new_config(self, layer, config, masks):
+        inner = layer.layer
+        inner_config = get_handler(inner).new_config(
+            inner, config["layer"]["config"], masks
+        )
+        return {**config, "layer": {**config["layer"], "config": inner_config}}
+
+    def _split(self, layer, weights):
+        inner = {k: weights[k] for k in weight_keys(layer.layer)}
+        return inner, {k: weights[k] for k in OWN}
+
+    def new_weights(self, layer, weights, masks):
+        inner, own = self._split(layer, weights)
+        out = get_handler(layer.layer).new_weights(layer.layer, inner, masks)
+        out.update({k: keep(v, masks.output, 0) for k, v in own.items()})
+        return out
+
+    def zero_weights(self, layer, weights, masks):
+        inner, own = self._split(layer, weights)
+        out = get_handler(layer.layer).zero_weights(layer.layer, inner, masks)
+        out["importance"] = zero(own["importance"], masks.output, 0)
+        out["mask"] = own["mask"]
+        return out
+
+    def filters(self, layer, weights):
+        inner, _ = self._split(layer, weights)
+        return get_handler(layer.layer).filters(layer.layer, inner)
+
+    def macs(self, layer, input_shapes, output_shapes):
+        return get_handler(layer.layer).macs(layer.layer, input_shapes, output_shapes)

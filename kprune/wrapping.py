@@ -1,0 +1,293 @@
+"""`wrap` and `unwrap`: importance multipliers in and out of a model, and masks.
+
+`wrap` gives every filter of every prunable group a trainable multiplier. The
+multiplier sits on the layer that makes the filter, or, when a BatchNormalization
+follows that layer, on the BatchNorm: batch statistics would divide out a scale
+applied before them, so it would never learn (see docs/importance.md).
+
+`set_masks(model, plan)` writes a plan into the masks (0 = removed); `masks_plan`
+reads the masks back as a plan, which is what `shrink(wrapped)` uses.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import numpy as np
+
+from kprune.graph import ChannelGraph, Group
+from kprune.graph import graph as build_graph
+from kprune.handlers import get_handler
+from kprune.layers import ImportanceWrapper, is_wrapped, wrapper_class
+from kprune.planner import GroupPlan, PruningPlan
+from kprune.profile import MacCounter
+from kprune.rebuild import rebuild
+
+INITS = ("ones", "uniform", "normal", "l1", "l2", "bn_gamma")
+
+
+def wrap(
+    model: keras.Model,
+    init: str | float | Callable = "ones",
+    regularizer: float | keras.regularizers.Regularizer | None = None,
+    non_negative: bool = False,
+    layers: list[str] | None = None,
+    seed: int | None = 0,
+) -> keras.Model:
+    """A copy of `model` with a trainable importance multiplier on every filter.
+
+    Args:
+        model: a functional or Sequential model (not modified).
+        init: how the multipliers start. `"ones"` (default) keeps the model's
+            outputs; `"uniform"` draws from U(0.5, 1.5) and `"normal"` from
+            N(1, 0.1); `"l1"` / `"l2"` use each filter's norm divided by the mean
+            norm of its layer; `"bn_gamma"` uses |gamma| of the BatchNorm the
+            multiplier sits on, divided by its mean (1 where there is none); a
+            number sets them all; a callable `f(layer, channels) -> array` gets
+            the layer that makes the filters.
+        regularizer: L1 penalty weight on the multipliers (Network Slimming), or
+            any Keras regularizer.
+        non_negative: constrain the multipliers to be >= 0.
+        layers: names of the layers whose filters get multipliers (default: every
+            layer that makes channels of a prunable group).
+        seed: seed for the random inits.
+
+    Returns:
+        The wrapped model. Train it, then `kprune.plan(wrapped,
+        criterion="importance", ...)`, `kprune.shrink(wrapped, plan)`, or
+        `kprune.unwrap(wrapped)`.
+
+    Raises:
+        ValueError: for an unknown `init`, an already wrapped model, or `layers`
+            that cannot carry multipliers (the message says why).
+    """
+    if is_wrapped(model):
+        raise ValueError(
+            f"model '{model.name}' is wrapped already; call kprune.unwrap(model) "
+            "first to start again"
+        )
+    _check_init(init)
+    g = build_graph(model)
+    targets = _targets(g, layers)
+    rng = np.random.default_rng(seed)
+    regularizer = (
+        keras.regularizers.L1(float(regularizer))
+        if isinstance(regularizer, (int, float))
+        else regularizer
+    )
+
+    def make_layer(layer):
+        if id(layer) not in targets:
+            return copy_layer(layer)
+        producer = targets[id(layer)]
+        inner = layer.__class__.from_config(layer.get_config())
+        wrapper = wrapper_class(layer)(
+            inner,
+            importance_regularizer=regularizer,
+            importance_constraint="non_neg" if non_negative else None,
+        )
+        old = layer.get_weights()
+
+        def weights():
+            channels = int(wrapper.importance.shape[0])
+            values = _initial_importance(init, producer, layer, channels, rng)
+            # A wrapper lists its own variables before the wrapped layer's.
+            return [values.astype("float32"), np.ones(channels, "float32")] + old
+
+        return wrapper, weights
+
+    return rebuild(model, make_layer)
+
+
+def unwrap(model: keras.Model) -> keras.Model:
+    """Fold the importance multipliers (and masks) into the weights.
+
+    Each wrapper becomes the plain layer it wraps, with its filters (or BatchNorm
+    scale and offset) multiplied by `importance * mask`. The outputs stay the
+    same. A model without wrappers comes back as a plain copy.
+    """
+
+    def make_layer(layer):
+        if not isinstance(layer, ImportanceWrapper):
+            return copy_layer(layer)
+        plain = layer.layer.__class__.from_config(layer.plain_config())
+        return plain, layer.plain_weights
+
+    return rebuild(model, make_layer)
+
+
+def copy_layer(layer):
+    """A `make_layer` result that copies `layer` unchanged."""
+    new = get_handler(layer).clone(layer, layer.get_config())
+    if not getattr(layer, "weights", None):
+        return new, None
+    return new, layer.get_weights
+
+
+def _check_init(init):
+    if callable(init) or isinstance(init, (int, float)):
+        return
+    if init not in INITS:
+        raise ValueError(
+            f"init must be one of {INITS}, a number, or a callable "
+            f"f(layer, channels); got {init!r}"
+        )
+
+
+def _sole_norm(g: ChannelGraph, call):
+    """The BatchNorm call that alone consumes `call`'s output, if any."""
+    consumers = g.consumers(call.output)
+    if len(consumers) != 1:
+        return None
+    consumer = consumers[0]
+    layer = consumer.layer
+    inner = layer.layer if isinstance(layer, ImportanceWrapper) else layer
+    is_norm = isinstance(inner, keras.layers.BatchNormalization)
+    passes = consumer.outputs and consumer.output.ids is call.output.ids
+    return consumer if is_norm and passes and len(g.calls_of(layer)) == 1 else None
+
+
+def _targets(g: ChannelGraph, names) -> dict[int, object]:
+    """`id(carrier layer) -> producer layer` for every multiplier to add."""
+    producers = {}
+    for group in g.prunable:
+        for member in group.producers():
+            if wrapper_class(member.layer) is not None:
+                producers.setdefault(member.name, member.layer)
+    if names is not None:
+        missing = [n for n in names if n not in producers]
+        if missing:
+            known = g.layer_names()
+            why = {
+                n: "no such layer"
+                if n not in known
+                else "it makes no channels of a prunable group, or kprune has no "
+                "wrapper for its type"
+                for n in missing
+            }
+            raise ValueError(f"cannot wrap these layers: {why}")
+        producers = {n: producers[n] for n in names}
+    targets = {}
+    for producer in producers.values():
+        call = g.calls_of(producer)[0]
+        norm = _sole_norm(g, call)
+        carrier = norm.layer if norm is not None else producer
+        targets[id(carrier)] = producer
+    return targets
+
+
+def _initial_importance(init, producer, carrier, channels, rng) -> np.ndarray:
+    if callable(init):
+        values = np.asarray(init(producer, channels), dtype=np.float64)
+    elif isinstance(init, (int, float)):
+        values = np.full(channels, float(init))
+    elif init == "ones":
+        values = np.ones(channels)
+    elif init == "uniform":
+        values = rng.uniform(0.5, 1.5, channels)
+    elif init == "normal":
+        values = rng.normal(1.0, 0.1, channels)
+    elif init == "bn_gamma":
+        gamma = _gamma(carrier)
+        values = np.ones(channels) if gamma is None else _per_layer(np.abs(gamma))
+    else:
+        weights = dict(zip([v.name for v in producer.weights], producer.get_weights()))
+        filters = get_handler(producer).filters(producer, weights)
+        order = 1 if init == "l1" else 2
+        values = _per_layer(np.linalg.norm(filters, ord=order, axis=1))
+    if values.shape != (channels,):
+        raise ValueError(
+            f"init for layer '{producer.name}' gave shape {values.shape}; expected "
+            f"({channels},)"
+        )
+    return values
+
+
+def _gamma(layer):
+    if isinstance(layer, keras.layers.BatchNormalization) and layer.scale:
+        return keras.ops.convert_to_numpy(layer.gamma)
+    return None
+
+
+def _per_layer(values: np.ndarray) -> np.ndarray:
+    mean = float(np.mean(values))
+    return values / mean if mean > 0 else np.ones_like(values)
+
+
+# ------------------------------------------------------------------ masks
+def carriers(group: Group):
+    """The members of `group` whose multipliers act on its channels.
+
+    Returns `(wrapper, index)` pairs; wrappers that only consume the group's
+    channels (role "in") do not count.
+    """
+    return [
+        (m.layer, m.index)
+        for m in group.members
+        if isinstance(m.layer, ImportanceWrapper) and m.role in ("out", "through")
+    ]
+
+
+def _covered(g: ChannelGraph, group: Group) -> bool:
+    """True when every filter-making layer of the group carries a multiplier."""
+    for member in group.producers():
+        if isinstance(member.layer, ImportanceWrapper):
+            continue
+        norm = _sole_norm(g, g.calls_of(member.layer)[0])
+        if norm is None or not isinstance(norm.layer, ImportanceWrapper):
+            return False
+    return True
+
+
+def set_masks(model: keras.Model, plan: PruningPlan, graph: ChannelGraph | None = None):
+    """Write `plan` into the masks of a wrapped model: 0 for removed channels.
+
+    The structure does not change; masked channels output exactly zero. Groups the
+    plan does not mention keep their masks.
+    """
+    g = graph if graph is not None else build_graph(model)
+    keep_units = plan.keep_units(g)
+    for name in plan.groups:
+        group = g.group(name)
+        kept = keep_units[group.units]
+        for wrapper, index in carriers(group):
+            mask = np.asarray(keras.ops.convert_to_numpy(wrapper.channel_mask))
+            mask[index[kept].ravel()] = 1.0
+            mask[index[~kept].ravel()] = 0.0
+            wrapper.channel_mask.assign(mask)
+
+
+def masks_plan(model: keras.Model, graph: ChannelGraph | None = None) -> PruningPlan:
+    """The plan the masks of a wrapped model describe.
+
+    A channel counts as removed when every layer that makes it has its mask at 0
+    there (a residual stream fed by two convs is zero only if both are masked).
+    Groups whose filter-making layers are not all wrapped keep every channel.
+    """
+    g = graph if graph is not None else build_graph(model)
+    decisions = {}
+    for group in g.prunable:
+        held = carriers(group)
+        if not held or not _covered(g, group):
+            continue
+        zero = np.ones(group.size, dtype=bool)
+        for wrapper, index in held:
+            mask = np.asarray(keras.ops.convert_to_numpy(wrapper.channel_mask))
+            zero &= mask[index].max(axis=1) == 0
+        keep = np.flatnonzero(~zero)
+        if len(keep) == 0:
+            keep = np.array([0])  # a layer needs one channel; it outputs zeros
+        decisions[group.name] = GroupPlan(
+            group.name, group.size, tuple(int(i) for i in keep)
+        )
+    result = PruningPlan(
+        model=model.name,
+        fingerprint=g.fingerprint(),
+        groups=decisions,
+        criterion="masks",
+    )
+    counter = MacCounter(g)
+    result.macs_before = counter.base
+    result.macs_after = counter(result.keep_units(g))
+    return result

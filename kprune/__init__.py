@@ -8,6 +8,7 @@ The flat public API (see docs/ and shared/DESIGN.md):
     kprune.shrink(model, plan)       a new, smaller model
     kprune.prune(model, ratio=...)   plan + shrink
     kprune.wrap / kprune.unwrap      trainable importance multipliers per filter
+    kprune.Staged(...)               saliency, then similarity, round by round
     kprune.export_tflite(model, ...) TFLite export with verification
 """
 
@@ -27,6 +28,8 @@ from kprune.planner import PruningPlan
 from kprune.planner import plan as plan
 from kprune.profile import Profile
 from kprune.profile import profile as profile
+from kprune.report import PruningReport
+from kprune.staged import Staged
 from kprune.surgery import prune, shrink, zero_pruned
 from kprune.version import __version__
 from kprune.wrapping import masks_plan, set_masks, unwrap, wrap
@@ -42,6 +45,8 @@ __all__ = [
     "LayerHandler",
     "Profile",
     "PruningPlan",
+    "PruningReport",
+    "Staged",
     "__version__",
     "criteria",
     "datasets",

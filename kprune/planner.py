@@ -12,10 +12,12 @@ import numpy as np
 from kprune.criteria import ScoringContext, get_criterion
 from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as build_graph
+from kprune.handlers import get_handler
 from kprune.profile import MacCounter
 from kprune.report import format_table, human
 
 SCOPES = ("layer", "global")
+NORMALIZE = ("mean", "max", "sum", None)
 
 
 @dataclass
@@ -43,6 +45,10 @@ class PruningPlan:
         criterion: the scoring rule used.
         target: the arguments that shaped the plan (ratio or flops, scope, ...).
         macs_before, macs_after: MACs per sample of the model and of the plan.
+        notes: what the criterion had to do differently for some groups.
+        compensation: per group, `[removed unit, unit it folds into, factor]`
+            triples that `shrink` applies to the next layers' weights (from
+            `criterion="similarity", compensate=True`).
     """
 
     model: str
@@ -52,6 +58,8 @@ class PruningPlan:
     target: dict = field(default_factory=dict)
     macs_before: int = 0
     macs_after: int = 0
+    notes: list[str] = field(default_factory=list)
+    compensation: dict[str, list] = field(default_factory=dict)
 
     @property
     def channels_before(self) -> int:
@@ -105,7 +113,10 @@ class PruningPlan:
             f"{human(self.macs_before)} -> {human(self.macs_after)} "
             f"({self.flops_ratio:.1%})"
         )
-        return format_table(["group", "kept", "total", "share"], rows, title=head)
+        table = format_table(["group", "kept", "total", "share"], rows, title=head)
+        if self.notes:
+            table += "\nNotes:\n" + "\n".join(f"  {n}" for n in self.notes)
+        return table
 
     def __str__(self) -> str:
         return self.summary()
@@ -130,7 +141,11 @@ class PruningPlan:
             name: GroupPlan(g["name"], int(g["size"]), tuple(int(i) for i in g["keep"]))
             for name, g in data["groups"].items()
         }
-        return cls(**{**data, "groups": groups})
+        compensation = {
+            name: [(int(a), int(b), float(f)) for a, b, f in triples]
+            for name, triples in data.get("compensation", {}).items()
+        }
+        return cls(**{**data, "groups": groups, "compensation": compensation})
 
     @classmethod
     def from_json(cls, text_or_path: str) -> "PruningPlan":
@@ -159,6 +174,7 @@ def plan(
     data=None,
     seed: int | None = 0,
     reduction: str = "mean",
+    normalize: str | None = "mean",
     graph: ChannelGraph | None = None,
     **criterion_options,
 ) -> PruningPlan:
@@ -179,8 +195,13 @@ def plan(
         data: data for data-driven criteria.
         seed: seed for random criteria.
         reduction: how scores of coupled layers combine: mean, sum or max.
+        normalize: with `scope="global"`, divide each group's scores by their
+            `"mean"` (default), `"max"` or `"sum"` so groups compare fairly;
+            None ranks raw scores.
         graph: the model's `ChannelGraph`, if already built.
-        **criterion_options: passed to the criterion via `context.options`.
+        **criterion_options: passed to the criterion via `context.options`, e.g.
+            `batches=`, `batch_size=` and `loss=` for data-driven criteria,
+            `distance=` and `compensate=` for `"similarity"`.
 
     Returns:
         A `PruningPlan` to pass to `kprune.shrink`.
@@ -190,6 +211,8 @@ def plan(
     """
     g = graph if graph is not None else build_graph(model)
     _check_target(ratio, flops, scope, min_channels, round_to)
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {NORMALIZE}; got {normalize!r}")
     crit = get_criterion(criterion)
     if crit.needs_data and data is None:
         raise ValueError(
@@ -202,7 +225,7 @@ def plan(
     )
     scores = {grp.name: _checked_scores(crit, grp, context) for grp in groups}
     counter = MacCounter(g)
-    chooser = _Chooser(groups, scores, scope, min_channels, round_to)
+    chooser = _Chooser(groups, scores, scope, min_channels, round_to, normalize)
 
     if flops is not None:
         keep = _search_flops(g, chooser, counter, flops)
@@ -227,8 +250,41 @@ def plan(
             "exclude": list(exclude or []),
         },
         macs_before=counter.base,
+        notes=list(context.notes),
+        compensation=_compensation(context.compensation, decisions),
     )
+    _note_uncompensated(result, g, context)
     result.macs_after = counter(result.keep_units(g))
+    return result
+
+
+def _note_uncompensated(result: PruningPlan, g: ChannelGraph, context) -> None:
+    """Say which next layers cannot take a removed filter's weights."""
+    for name in result.compensation:
+        for member in g.group(name).members:
+            if member.role != "in":
+                continue
+            handler = get_handler(member.layer)
+            if (
+                handler.merge_inputs(member.layer, context.weights(member.layer), [])
+                is None
+            ):
+                result.notes.append(
+                    f"{name}: {member.name} mixes no input channels, so nothing is "
+                    "compensated there"
+                )
+
+
+def _compensation(proposed: dict, decisions: dict) -> dict:
+    """Keep the folds of units the plan really removes, in removal order."""
+    result = {}
+    for name, triples in proposed.items():
+        if name not in decisions:
+            continue
+        kept = set(decisions[name].keep)
+        chosen = [t for t in triples if t[0] not in kept]
+        if chosen:
+            result[name] = chosen
     return result
 
 
@@ -288,7 +344,7 @@ def _checked_scores(crit, group, context) -> np.ndarray:
 class _Chooser:
     """Picks kept units per group for a removal ratio, honouring the constraints."""
 
-    def __init__(self, groups, scores, scope, min_channels, round_to):
+    def __init__(self, groups, scores, scope, min_channels, round_to, normalize):
         self.groups = groups
         self.scope = scope
         self.min_channels = min_channels
@@ -301,7 +357,12 @@ class _Chooser:
             normed = []
             for g in groups:
                 s = scores[g.name]
-                scale = np.abs(s).mean()
+                scale = {
+                    "mean": np.abs(s).mean(),
+                    "max": np.abs(s).max(),
+                    "sum": np.abs(s).sum(),
+                    None: 1.0,
+                }[normalize]
                 normed.append(s / scale if scale > 0 else s)
             self.flat = np.concatenate(normed) if normed else np.zeros(0)
             self.owner = np.repeat(np.arange(len(groups)), [g.size for g in groups])

@@ -1,7 +1,11 @@
-"""Plain-text tables, shared by profiles, plans, pruning reports and benchmarks."""
+"""Plain-text tables and the report of iterative pruning runs.
+
+Profiles, plans, pruning reports and benchmarks all print through `format_table`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
 
@@ -60,3 +64,90 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass
+class Round:
+    """One pruning round: what was tried and what it gave.
+
+    Attributes:
+        round: 1-based index (0 is the unpruned baseline).
+        criterion: the scoring rule used.
+        step: the share pruned this round (of channels, or of FLOPs).
+        params, macs: of the model after the round.
+        flops_ratio: MACs over the original model's MACs.
+        metric: the validation metric after fine-tuning (None if not measured).
+        accepted: False when the round was rolled back.
+        note: anything else worth saying (why it was rejected, say).
+    """
+
+    round: int
+    criterion: str
+    step: float
+    params: int
+    macs: int
+    flops_ratio: float
+    metric: float | None = None
+    accepted: bool = True
+    note: str = ""
+
+
+@dataclass
+class PruningReport:
+    """The rounds of an iterative pruning run. Plain data; prints as a table.
+
+    Attributes:
+        metric_name: what `metric` measures (e.g. "accuracy").
+        rounds: round 0 is the baseline, then one `Round` per round tried.
+    """
+
+    metric_name: str = "metric"
+    rounds: list[Round] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> Round | None:
+        return self.rounds[0] if self.rounds else None
+
+    @property
+    def accepted(self) -> list[Round]:
+        return [r for r in self.rounds[1:] if r.accepted]
+
+    @property
+    def final(self) -> Round | None:
+        """The last accepted round (the baseline if none was accepted)."""
+        accepted = self.accepted
+        return accepted[-1] if accepted else self.baseline
+
+    def table(self) -> str:
+        rows = [
+            (
+                r.round,
+                r.criterion,
+                f"{r.step:.3f}" if r.round else "-",
+                f"{r.params:,}",
+                human(r.macs),
+                f"{r.flops_ratio:.3f}",
+                "-" if r.metric is None else f"{r.metric:.4f}",
+                "yes" if r.accepted else "no",
+                r.note,
+            )
+            for r in self.rounds
+        ]
+        headers = [
+            "round",
+            "criterion",
+            "step",
+            "params",
+            "MACs",
+            "FLOPs kept",
+            self.metric_name,
+            "accepted",
+            "note",
+        ]
+        return format_table(headers, rows)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -62,7 +62,7 @@ def shrink(
         g = build_graph(model)  # same groups, plain layers
     else:
         keep = _keep_units(g, plan)
-    return _rebuild(model, g, keep, slice_channels=True)
+    return _rebuild(model, g, keep, slice_channels=True, plan=plan)
 
 
 def zero_pruned(
@@ -76,7 +76,7 @@ def zero_pruned(
     """
     g = graph if graph is not None else build_graph(model)
     keep = _keep_units(g, plan)
-    return _rebuild(model, g, keep, slice_channels=False)
+    return _rebuild(model, g, keep, slice_channels=False, plan=plan)
 
 
 def prune(
@@ -101,6 +101,20 @@ def prune(
     return shrink(model, p, graph=g)
 
 
+def compensation_merges(g: ChannelGraph, plan) -> dict[int, list]:
+    """Per consumer layer, the input-channel folds of the plan's compensation."""
+    merges: dict[int, list] = {}
+    for name, triples in (getattr(plan, "compensation", None) or {}).items():
+        group = g.group(name)
+        for member in group.members:
+            if member.role != "in":
+                continue
+            folds = merges.setdefault(id(member.layer), [])
+            for removed, into, factor in triples:
+                folds.append((member.index[removed], member.index[into], factor))
+    return merges
+
+
 def _keep_units(g: ChannelGraph, plan) -> np.ndarray:
     if plan is None:
         raise ValueError(
@@ -115,8 +129,9 @@ def _keep_units(g: ChannelGraph, plan) -> np.ndarray:
     return plan.keep_units(g)
 
 
-def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool):
+def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, plan):
     masks = g.masks(keep)
+    merges = compensation_merges(g, plan)
     nested = {
         key: [None if m is None else int(m.sum()) for m in value]
         for key, value in g.nested_input_masks(keep).items()
@@ -133,21 +148,27 @@ def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool):
         if not getattr(layer, "weights", None):
             return new, None
         return new, lambda: _new_weights(
-            layer, handler, m if changes else None, slice_channels
+            layer,
+            handler,
+            m if changes else None,
+            slice_channels,
+            merges.get(id(layer)),
         )
 
     return rebuild(model, make_layer, nested if slice_channels else None)
 
 
-def _new_weights(old, handler, masks, slice_channels: bool) -> list:
+def _new_weights(old, handler, masks, slice_channels: bool, merges=None) -> list:
     values = old.get_weights()
-    if masks is None:
+    if masks is None and not merges:
         return values
     keys = weight_keys(old)
     by_key = dict(zip(keys, values))
-    if slice_channels:
+    if merges:
+        by_key = handler.merge_inputs(old, by_key, merges) or by_key
+    if masks is not None and slice_channels:
         by_key = handler.new_weights(old, by_key, masks)
-    else:
+    elif masks is not None:
         by_key = handler.zero_weights(old, by_key, masks)
     # Same class and config, so the new layer lists its weights in this order.
     return [by_key[key] for key in keys]

@@ -135,19 +135,6 @@ def _check_init(init):
         )
 
 
-def _sole_norm(g: ChannelGraph, call):
-    """The BatchNorm call that alone consumes `call`'s output, if any."""
-    consumers = g.consumers(call.output)
-    if len(consumers) != 1:
-        return None
-    consumer = consumers[0]
-    layer = consumer.layer
-    inner = layer.layer if isinstance(layer, ImportanceWrapper) else layer
-    is_norm = isinstance(inner, keras.layers.BatchNormalization)
-    passes = consumer.outputs and consumer.output.ids is call.output.ids
-    return consumer if is_norm and passes and len(g.calls_of(layer)) == 1 else None
-
-
 def _targets(g: ChannelGraph, names) -> dict[int, object]:
     """`id(carrier layer) -> producer layer` for every multiplier to add."""
     producers = {}
@@ -171,7 +158,7 @@ def _targets(g: ChannelGraph, names) -> dict[int, object]:
     targets = {}
     for producer in producers.values():
         call = g.calls_of(producer)[0]
-        norm = _sole_norm(g, call)
+        norm = g.norm_after(call)
         carrier = norm.layer if norm is not None else producer
         targets[id(carrier)] = producer
     return targets
@@ -234,7 +221,7 @@ def _covered(g: ChannelGraph, group: Group) -> bool:
     for member in group.producers():
         if isinstance(member.layer, ImportanceWrapper):
             continue
-        norm = _sole_norm(g, g.calls_of(member.layer)[0])
+        norm = g.norm_after(g.calls_of(member.layer)[0])
         if norm is None or not isinstance(norm.layer, ImportanceWrapper):
             return False
     return True

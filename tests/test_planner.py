@@ -150,7 +150,7 @@ def test_custom_criterion_callable_and_registered():
         with pytest.raises(ValueError, match="registered already"):
             kprune.register_criterion("test_high_index", prefer_high_index)
     finally:
-        kprune.criteria._CRITERIA.pop("test_high_index")
+        kprune.criteria.unregister_criterion("test_high_index")
 
 
 def test_criterion_returning_wrong_shape_is_caught():

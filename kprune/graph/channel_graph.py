@@ -18,6 +18,7 @@ import numpy as np
 from kprune.graph import keras_graph
 from kprune.graph.tracer import Call, TensorInfo, trace
 from kprune.handlers import Masks, get_handler
+from kprune.layers import ImportanceWrapper
 
 
 @dataclass(eq=False)
@@ -74,8 +75,15 @@ class Group:
         return bool(self.reasons)
 
     def producers(self) -> list[Member]:
-        """Members that make the group's channels with their own weights."""
-        return [m for m in self.members if m.role == "out"]
+        """Members that make the group's channels with their own weights.
+
+        Layers that only rearrange channels (Flatten, Concatenate) are left out.
+        """
+        return [
+            m
+            for m in self.members
+            if m.role == "out" and getattr(m.layer, "weights", None)
+        ]
 
     def __str__(self) -> str:
         shown = [m for m in self.members if _holds_channels(m.layer)] or self.members
@@ -149,6 +157,24 @@ class ChannelGraph:
     def consumers(self, info: TensorInfo) -> list[Call]:
         """The calls that take the traced tensor `info` as an input."""
         return list(self._consumers.get(id(info), []))
+
+    def norm_after(self, call: Call) -> Call | None:
+        """The BatchNormalization call that alone consumes `call`'s output.
+
+        That is where an importance multiplier for `call`'s filters must sit, and
+        the normalisation folded into them when comparing filters.
+        """
+        consumers = self.consumers(call.output) if call.outputs else []
+        if len(consumers) != 1:
+            return None
+        follower = consumers[0]
+        layer = follower.layer
+        inner = layer.layer if isinstance(layer, ImportanceWrapper) else layer
+        if not isinstance(inner, keras.layers.BatchNormalization):
+            return None
+        passes = follower.outputs and follower.output.ids is call.output.ids
+        shared = len(self.calls_of(layer)) > 1
+        return follower if passes and not shared else None
 
     def calls_of(self, layer) -> list[Call]:
         """Every call of `layer` (one per use of a shared layer)."""

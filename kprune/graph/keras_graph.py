@@ -91,6 +91,26 @@ def walk(
 
 
 def _walk_function(function, env, on_call, on_model, scope):
+    def visit(node, entries, scope):
+        shapes = _output_shapes(node, list(node.input_tensors), [e[1] for e in entries])
+        values = on_call(node.operation, [e[0] for e in entries], shapes, scope)
+        return list(zip(values, shapes))
+
+    def enter(operation, entries, scope):
+        if on_model is not None:
+            on_model(operation, [e[0] for e in entries], scope)
+
+    _traverse(function, env, visit, enter, scope)
+
+
+def _traverse(function, env, visit, enter, scope):
+    """Run `visit(node, input_entries, scope)` on every leaf node, in order.
+
+    `env` maps `id(KerasTensor)` to an entry; `visit` returns one entry per node
+    output. Nested models are entered (after `enter(model, entries, scope)`) with
+    their inputs bound to the caller's entries. `walk` and `replay` share this, so
+    they number calls identically.
+    """
     by_depth = function._nodes_by_depth
     for depth in sorted(by_depth, reverse=True):
         for node in by_depth[depth]:
@@ -103,19 +123,48 @@ def _walk_function(function, env, on_call, on_model, scope):
             entries = [env[id(kt)] for kt in tensors]
             inner = _inner_function(operation)
             if inner is not None:
-                if on_model is not None:
-                    on_model(operation, [e[0] for e in entries], scope)
+                enter(operation, entries, scope)
                 sub_env = {id(kt): e for kt, e in zip(inner.inputs, entries)}
-                _walk_function(
-                    inner, sub_env, on_call, on_model, scope + (operation.name,)
-                )
+                _traverse(inner, sub_env, visit, enter, scope + (operation.name,))
                 results = [sub_env[id(kt)] for kt in inner.outputs]
             else:
-                shapes = _output_shapes(node, tensors, [e[1] for e in entries])
-                values = on_call(operation, [e[0] for e in entries], shapes, scope)
-                results = list(zip(values, shapes))
+                results = visit(node, entries, scope)
             for kt, result in zip(node.outputs, results):
                 env[id(kt)] = result
+
+
+def replay(model: keras.Model, inputs: list, on_output: Callable[[int, list], None]):
+    """Run `model` eagerly call by call, showing every call's outputs.
+
+    Calls are numbered as in `walk` (and so as in `kprune.graph`'s `calls`).
+    Layers run in inference mode.
+
+    Args:
+        model: the model.
+        inputs: one tensor per model input.
+        on_output: `f(call_index, outputs)` for every leaf call.
+
+    Returns:
+        The model outputs.
+    """
+    function = _inner_function(model)
+    env = {id(kt): x for kt, x in zip(function.inputs, inputs)}
+    counter = [0]
+
+    def visit(node, values, scope):
+        tensors = list(node.input_tensors)
+        args, kwargs = node.arguments.fill_in(
+            {id(kt): v for kt, v in zip(tensors, values)}
+        )
+        if "training" in kwargs:
+            kwargs["training"] = False
+        outputs = keras.tree.flatten(node.operation(*args, **kwargs))
+        on_output(counter[0], outputs)
+        counter[0] += 1
+        return outputs
+
+    _traverse(function, env, visit, lambda *a: None, ())
+    return [env[id(kt)] for kt in function.outputs]
 
 
 def _output_shapes(node, tensors, input_shapes) -> list[tuple]:

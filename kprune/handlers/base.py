@@ -83,6 +83,15 @@ class LayerHandler:
         """Weights with the removed output channels zeroed (same shapes)."""
         return weights
 
+    def merge_inputs(self, layer, weights: dict, merges: list) -> dict | None:
+        """Fold input channels into others: for each `(src, dst, factor)` of index
+        arrays, the weights reading `dst` gain `factor` times those reading `src`.
+
+        Used by similarity compensation. Return None if the layer does not mix
+        its input channels linearly (depthwise convolutions, say).
+        """
+        return None
+
     def filters(self, layer, weights: dict) -> np.ndarray | None:
         """`(out_channels, fan_in)` matrix of each output filter, or None."""
         return None
@@ -141,6 +150,14 @@ def keep(array: np.ndarray, mask: np.ndarray | None, axis: int) -> np.ndarray:
     if mask is None or mask.all():
         return array
     return np.compress(mask, array, axis=axis)
+
+
+def fold_rows(array: np.ndarray, merges: list, axis: int) -> np.ndarray:
+    """`array` with `factor * array[src]` added to `array[dst]` along `axis`."""
+    array = np.moveaxis(np.array(array, copy=True), axis, 0)
+    for src, dst, factor in merges:
+        array[dst] += factor * array[src]
+    return np.moveaxis(array, 0, axis)
 
 
 def zero(array: np.ndarray, mask: np.ndarray | None, axis: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 from kprune.handlers.base import (
     LayerHandler,
     channels_first_reason,
+    fold_rows,
     keep,
     kept,
     spatial_size,
@@ -90,6 +91,11 @@ class ConvHandler(LayerHandler):
             weights["bias"] = zero(weights["bias"], masks.output, 0)
         return weights
 
+    def merge_inputs(self, layer, weights, merges):
+        if (getattr(layer, "groups", 1) or 1) > 1:
+            return None
+        return {**weights, "kernel": fold_rows(weights["kernel"], merges, -2)}
+
     def filters(self, layer, weights):
         kernel = weights["kernel"]
         return np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
@@ -144,6 +150,11 @@ class DenseHandler(LayerHandler):
             weights["lora_kernel_b"] = zero(weights["lora_kernel_b"], masks.output, 1)
         return weights
 
+    def merge_inputs(self, layer, weights, merges):
+        if "lora_kernel_a" in weights:
+            return None
+        return {**weights, "kernel": fold_rows(weights["kernel"], merges, 0)}
+
     def filters(self, layer, weights):
         return weights["kernel"].T
 
@@ -184,6 +195,9 @@ class ConvTransposeHandler(LayerHandler):
         if "bias" in weights:
             weights["bias"] = zero(weights["bias"], masks.output, 0)
         return weights
+
+    def merge_inputs(self, layer, weights, merges):
+        return {**weights, "kernel": fold_rows(weights["kernel"], merges, -1)}
 
     def filters(self, layer, weights):
         kernel = weights["kernel"]

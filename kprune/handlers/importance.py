@@ -47,6 +47,11 @@ class ImportanceHandler(LayerHandler):
         out["mask"] = own["mask"]
         return out
 
+    def merge_inputs(self, layer, weights, merges):
+        inner, own = self._split(layer, weights)
+        out = get_handler(layer.layer).merge_inputs(layer.layer, inner, merges)
+        return None if out is None else {**out, **own}
+
     def filters(self, layer, weights):
         inner, _ = self._split(layer, weights)
         return get_handler(layer.layer).filters(layer.layer, inner)

@@ -103,6 +103,11 @@ class ImportanceWrapper(keras.layers.Wrapper):
         )
         return config
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # keras.layers.Wrapper.from_config pops "layer" from the dict it gets.
+        return super().from_config(dict(config), custom_objects=custom_objects)
+
     # ------------------------------------------------------------ folding
     def scale(self) -> np.ndarray:
         """The effective multiplier of each channel: `importance * mask`."""

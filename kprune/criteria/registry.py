@@ -1,9 +1,9 @@
-"""Scoring rules: one score per unit of a group; low scores are pruned first.
+"""The criteria registry and the context criteria read from.
 
 Every criterion is a function `fn(group, context) -> np.ndarray` of shape
-`(group.size,)`, registered by name. `context` (a `ScoringContext`) gives cached
-access to weights, filters, data and a random generator, and reduces per-member
-scores over the coupled layers of a group.
+`(group.size,)`, registered by name; low scores are pruned first. `context` (a
+`ScoringContext`) gives cached access to weights, filters and data, a random
+generator, and reduces per-member scores over the coupled layers of a group.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import Callable
 import keras
 import numpy as np
 
+from kprune.data import batches as data_batches
 from kprune.graph import ChannelGraph, Group
 from kprune.handlers import get_handler
 from kprune.handlers.base import weight_keys
+from kprune.layers import ImportanceWrapper
 
 REDUCTIONS = ("mean", "sum", "max")
 
@@ -83,6 +85,11 @@ def register_criterion(
     return register if fn is None else register(fn)
 
 
+def unregister_criterion(name: str) -> None:
+    """Remove a registered criterion (no error if it is not there)."""
+    _CRITERIA.pop(name, None)
+
+
 def get_criterion(criterion: str | Callable | Criterion) -> Criterion:
     """Look up a criterion by name (callables are wrapped as ad-hoc criteria).
 
@@ -139,8 +146,12 @@ class ScoringContext:
         self.rng = np.random.default_rng(seed)
         self.reduction = reduction
         self.options = options
+        self.notes: list[str] = []
+        #: group name -> [(removed unit, unit it folds into, factor), ...]
+        self.compensation: dict[str, list[tuple[int, int, float]]] = {}
         self._weights: dict[int, dict] = {}
         self._filters: dict[int, np.ndarray | None] = {}
+        self.cache: dict[str, object] = {}
 
     def weights(self, layer) -> dict[str, np.ndarray]:
         """The layer's weights as NumPy arrays, by key (see `weight_keys`; cached)."""
@@ -159,6 +170,58 @@ class ScoringContext:
         if key not in self._filters:
             self._filters[key] = get_handler(layer).filters(layer, self.weights(layer))
         return self._filters[key]
+
+    def note(self, group: Group, text: str) -> None:
+        """Record something the plan should tell the user about a group."""
+        self.notes.append(f"{group.name}: {text}")
+
+    def batches(self, name: str = "data"):
+        """The data as `(x, y)` NumPy batches, within the batch budget.
+
+        Options (passed to `plan`): `batches` (default 8) and `batch_size`
+        (default 32).
+        """
+        return data_batches(
+            self.data,
+            batch_size=int(self.options.get("batch_size", 32)),
+            max_batches=int(self.options.get("batches", 8)),
+            name=name,
+        )
+
+    def effective_filters(self, member) -> np.ndarray | None:
+        """A producer's filters with its bias as one more column, as the channel
+        is seen downstream: times its importance multiplier, and with the
+        BatchNormalization that directly follows it folded in."""
+        layer = member.layer
+        filters = self.filters(layer)
+        if filters is None:
+            return None
+        weights = self.weights(layer)
+        bias = weights.get("bias", np.zeros(filters.shape[0]))
+        if bias.shape != (filters.shape[0],):
+            bias = np.zeros(filters.shape[0])
+        scale = np.ones(filters.shape[0])
+        shift = np.zeros(filters.shape[0])
+        if isinstance(layer, ImportanceWrapper):
+            scale = scale * layer.scale()
+        norm = self.graph.norm_after(self.graph.calls_of(layer)[0])
+        if norm is not None:
+            bn = (
+                norm.layer.layer
+                if isinstance(norm.layer, ImportanceWrapper)
+                else norm.layer
+            )
+            w = self.weights(bn)
+            gamma = w.get("gamma", np.ones_like(scale))
+            inv = gamma / np.sqrt(w["moving_variance"] + bn.epsilon)
+            shift = w.get("beta", np.zeros_like(scale)) - w["moving_mean"] * inv
+            scale, shift = scale * inv, shift
+            if isinstance(norm.layer, ImportanceWrapper):
+                extra = norm.layer.scale()
+                scale, shift = scale * extra, shift * extra
+        return np.concatenate(
+            [filters * scale[:, None], (bias * scale + shift)[:, None]], axis=1
+        )
 
     def reduce(self, per_member: list[np.ndarray], size: int) -> np.ndarray:
         """Combine the scores that each coupled member gives the group's units."""
@@ -183,18 +246,3 @@ class ScoringContext:
             if f is not None:
                 parts.append(fn(f)[member.index].sum(axis=1))
         return self.reduce(parts, group.size)
-
-
-@register_criterion("l1", description="sum of |w| of each filter (Li et al. 2017)")
-def l1_norm(group: Group, context: ScoringContext) -> np.ndarray:
-    return context.filter_scores(group, lambda f: np.abs(f).sum(axis=1))
-
-
-@register_criterion("l2", description="Euclidean norm of each filter")
-def l2_norm(group: Group, context: ScoringContext) -> np.ndarray:
-    return context.filter_scores(group, lambda f: np.sqrt(np.square(f).sum(axis=1)))
-
-
-@register_criterion("random", description="uniform random scores (a baseline)")
-def random_scores(group: Group, context: ScoringContext) -> np.ndarray:
-    return context.rng.random(group.size)

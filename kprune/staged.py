@@ -1,0 +1,175 @@
+"""The staged schedule: saliency first, then similarity (I2CT 2022).
+
+The first rounds remove the filters that matter least (a saliency criterion such
+as `l1`); once those are gone, the survivors all matter, and later rounds remove
+the ones that are redundant next to another (`similarity`), so the output moves as
+little as possible. Each round prunes a step and fine-tunes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+
+from kprune.criteria import get_criterion
+from kprune.planner import plan as make_plan
+from kprune.profile import profile
+from kprune.report import PruningReport, Round
+from kprune.surgery import shrink
+from kprune.training import evaluate, fine_tune
+
+#: Saliency for three rounds, then similarity for three (the paper's order).
+DEFAULT_STAGES = (("l1", 3), ("similarity", 3))
+STEP_UNITS = ("ratio", "flops")
+
+
+class Staged:
+    """A schedule of pruning rounds, each with the criterion of its stage.
+
+    ```python
+    staged = kprune.Staged([("l1", 4), ("similarity", 3)], step=0.1)
+    small, report = staged.run(model, train_data=(x, y), val_data=(xv, yv))
+    print(report)
+    ```
+
+    Args:
+        stages: `(criterion, rounds)` pairs, run in order. Criteria are names or
+            callables, as for `kprune.plan`.
+        step: share pruned per round: of the current channels (`by="ratio"`) or
+            of the current FLOPs (`by="flops"`).
+        by: `"ratio"` or `"flops"`.
+        fine_tune: `f(model) -> model or None` to train between rounds; by
+            default `model.fit(train_data, epochs=epochs)`.
+        metric: callable `f(model) -> float`, or the name of a compiled metric.
+        **plan_options: passed to every `kprune.plan` call (`scope`,
+            `round_to`, `min_channels`, `compensate`, ...).
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[tuple] = DEFAULT_STAGES,
+        step: float = 0.1,
+        by: str = "ratio",
+        fine_tune: Callable | None = None,
+        metric=None,
+        **plan_options,
+    ):
+        stages = [tuple(s) for s in stages]
+        if not stages:
+            raise ValueError("stages must list at least one (criterion, rounds) pair")
+        for stage in stages:
+            if len(stage) != 2 or not isinstance(stage[1], int) or stage[1] < 1:
+                raise ValueError(
+                    f"each stage is (criterion, rounds) with rounds >= 1; got {stage!r}"
+                )
+            get_criterion(stage[0])  # fail now on an unknown name
+        if not 0 < step < 1:
+            raise ValueError(f"step must be in (0, 1); got {step}")
+        if by not in STEP_UNITS:
+            raise ValueError(f"by must be one of {STEP_UNITS}; got {by!r}")
+        for key in ("ratio", "flops", "criterion"):
+            if key in plan_options:
+                raise ValueError(
+                    f"{key}= is set by the schedule; use step=, by= and stages="
+                )
+        self.stages = stages
+        self.step = step
+        self.by = by
+        self.fine_tune = fine_tune
+        self.metric = metric
+        self.plan_options = plan_options
+
+    @property
+    def total_rounds(self) -> int:
+        return sum(rounds for _, rounds in self.stages)
+
+    def criterion_at(self, round_index: int):
+        """The criterion of round `round_index` (0-based; the last stage repeats)."""
+        for criterion, rounds in self.stages:
+            if round_index < rounds:
+                return criterion
+            round_index -= rounds
+        return self.stages[-1][0]
+
+    def plan_step(
+        self, model: keras.Model, round_index: int, step: float | None = None, data=None
+    ):
+        """Plan one round of `step` (default `self.step`) on `model`."""
+        step = self.step if step is None else step
+        criterion = self.criterion_at(round_index)
+        options = dict(self.plan_options)
+        if get_criterion(criterion).needs_data and "data" not in options:
+            options["data"] = data
+        target = {"ratio": step} if self.by == "ratio" else {"flops": 1.0 - step}
+        return make_plan(model, criterion, **target, **options)
+
+    def run(
+        self,
+        model: keras.Model,
+        train_data=None,
+        val_data=None,
+        epochs: int = 1,
+        verbose: int = 1,
+    ) -> tuple[keras.Model, PruningReport]:
+        """Run every round. `model` is not modified.
+
+        Args:
+            model: the trained model, compiled if `fine_tune` or `metric` rely on
+                `fit`/`evaluate`.
+            train_data: `(x, y)` or a dataset, for fine-tuning and for
+                data-driven criteria (`taylor`, `apoz`).
+            val_data: `(x, y)` or a dataset, for the metric.
+            epochs: fine-tuning epochs per round.
+            verbose: 1 prints one line per round.
+
+        Returns:
+            `(pruned_model, report)`; the report lists every round's criterion,
+            params, MACs, FLOPs kept and metric.
+        """
+        base = profile(model)
+        measured = evaluate(model, self.metric, val_data)
+        name = measured[0] if measured else "metric"
+        report = PruningReport(metric_name=name)
+        report.rounds.append(
+            Round(
+                0,
+                "-",
+                0.0,
+                base.params,
+                base.macs,
+                1.0,
+                measured[1] if measured else None,
+            )
+        )
+        current = model
+        for index in range(self.total_rounds):
+            p = self.plan_step(current, index, data=train_data)
+            if p.channels_after == p.channels_before:
+                report.rounds[-1].note = "nothing left to prune"
+                break
+            current = shrink(current, p)
+            current = fine_tune(current, self.fine_tune, train_data, epochs)
+            measured = evaluate(current, self.metric, val_data)
+            prof = profile(current)
+            record = Round(
+                index + 1,
+                p.criterion,
+                self.step,
+                prof.params,
+                prof.macs,
+                prof.macs / base.macs if base.macs else 1.0,
+                measured[1] if measured else None,
+            )
+            report.rounds.append(record)
+            if verbose:
+                print(_line(record, name), flush=True)
+        return current, report
+
+
+def _line(r: Round, name: str) -> str:
+    metric = "" if r.metric is None else f", {name} {r.metric:.4f}"
+    return (
+        f"round {r.round} ({r.criterion}): {r.params:,} params, FLOPs kept "
+        f"{r.flops_ratio:.3f}{metric}"
+    )

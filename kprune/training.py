@@ -1,0 +1,98 @@
+"""Fine-tuning and evaluating between pruning rounds (staged and tolerance runs)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+
+#: Metric names where lower is better; everything else is higher-is-better.
+_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "crossentropy")
+
+
+def _fit_arguments(data, name: str) -> dict:
+    if isinstance(data, tuple) and len(data) == 2:
+        return {"x": data[0], "y": data[1]}
+    if isinstance(data, (list, tuple)):
+        raise ValueError(f"{name} must be (x, y) or a tf.data.Dataset of (x, y)")
+    return {"x": data}
+
+
+def _require_compiled(model: keras.Model, what: str) -> None:
+    if not getattr(model, "compiled", False):
+        raise ValueError(
+            f"{what} needs a compiled model: call model.compile(optimizer, loss, "
+            "metrics) first (kprune.shrink keeps the compile settings)"
+        )
+
+
+def fine_tune(
+    model: keras.Model,
+    fine_tune: Callable | None = None,
+    train_data=None,
+    epochs: int = 1,
+    verbose: int = 0,
+) -> keras.Model:
+    """Train `model` a little after a pruning step.
+
+    Args:
+        model: the pruned model.
+        fine_tune: `f(model) -> model or None`, your own training; it wins.
+        train_data: `(x, y)` or a `tf.data.Dataset` for `model.fit`.
+        epochs: epochs of `model.fit` (0 skips training).
+        verbose: passed to `model.fit`.
+
+    Returns:
+        The fine-tuned model (the same object unless `fine_tune` returned another).
+    """
+    if fine_tune is not None:
+        result = fine_tune(model)
+        return model if result is None else result
+    if train_data is None or epochs <= 0:
+        return model
+    _require_compiled(model, "fine-tuning")
+    model.fit(
+        **_fit_arguments(train_data, "train_data"), epochs=epochs, verbose=verbose
+    )
+    return model
+
+
+def evaluate(
+    model: keras.Model, metric=None, val_data=None
+) -> tuple[str, float] | None:
+    """The validation metric of `model`: `(name, value)`, or None without data.
+
+    Args:
+        model: the model.
+        metric: a callable `f(model) -> float`, a metric name from
+            `model.compile(metrics=...)` (e.g. `"accuracy"`), or None for the first
+            compiled metric (the loss if there is none).
+        val_data: `(x, y)` or a `tf.data.Dataset`; not needed with a callable.
+    """
+    if callable(metric):
+        return getattr(metric, "__name__", "metric"), float(metric(model))
+    if val_data is None:
+        return None
+    _require_compiled(model, "evaluating")
+    results = model.evaluate(
+        **_fit_arguments(val_data, "val_data"), return_dict=True, verbose=0
+    )
+    if metric is None:
+        others = [k for k in results if k != "loss"]
+        metric = others[0] if others else "loss"
+    if metric not in results:
+        raise ValueError(
+            f"metric {metric!r} is not among the compiled metrics {sorted(results)}; "
+            "compile the model with it or pass a callable"
+        )
+    return metric, float(results[metric])
+
+
+def higher_is_better(name: str) -> bool:
+    """True for accuracy-like metrics, False for losses and errors."""
+    return not any(word in name.lower() for word in _LOWER_IS_BETTER)
+
+
+def drop(name: str, baseline: float, value: float) -> float:
+    """How much worse `value` is than `baseline` (positive = worse)."""
+    return baseline - value if higher_is_better(name) else value - baseline

@@ -1,0 +1,286 @@
+"""Importance wrappers: placement, training, folding, masks, serialisation."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import layers
+
+import kprune
+from kprune.layers import (
+    ImportanceBatchNormalization,
+    ImportanceConv2D,
+    ImportanceConv2DTranspose,
+    ImportanceDense,
+    ImportanceDepthwiseConv2D,
+    ImportanceSeparableConv2D,
+    wrapped_layers,
+)
+from tests import models
+
+
+def conv_bn_relu_net(filters=8, classes=3):
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(filters, 3, padding="same", name="conv")(inp)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(classes, name="head")(x))
+
+
+def carriers_by_name(model):
+    return {w.name: w for w in wrapped_layers(model)}
+
+
+def test_multiplier_sits_after_the_batchnorm():
+    wrapped = kprune.wrap(conv_bn_relu_net())
+    assert isinstance(wrapped.get_layer("bn"), ImportanceBatchNormalization)
+    assert type(wrapped.get_layer("conv")) is layers.Conv2D
+    # Without a BatchNorm after it, the conv carries the multiplier itself.
+    wrapped = kprune.wrap(models.vgg())
+    assert any(isinstance(w, ImportanceDense) for w in wrapped_layers(wrapped))
+
+
+def importance_gradient(model, carrier):
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype("float32")
+    y = np.arange(16) % 3
+    with tf.GradientTape() as tape:
+        logits = model(x, training=True)
+        loss = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        loss = tf.reduce_mean(loss)
+    return float(tf.norm(tape.gradient(loss, carrier.importance)))
+
+
+def test_multiplier_gets_a_gradient_in_conv_bn_relu():
+    model = models.randomize(conv_bn_relu_net())
+    wrapped = kprune.wrap(model)
+    assert importance_gradient(wrapped, wrapped.get_layer("bn")) > 1e-3
+
+
+def test_a_multiplier_before_the_batchnorm_would_learn_nothing():
+    """The pitfall the placement avoids: BN's batch statistics cancel the scale."""
+    model = models.randomize(conv_bn_relu_net())
+    inp = keras.Input((8, 8, 3))
+    conv = ImportanceConv2D(layers.Conv2D(8, 3, padding="same"))
+    x = layers.BatchNormalization()(conv(inp))
+    x = layers.GlobalAveragePooling2D()(layers.ReLU()(x))
+    naive = keras.Model(inp, layers.Dense(3)(x))
+    naive.layers[1].layer.set_weights(model.get_layer("conv").get_weights())
+    assert importance_gradient(naive, conv) < 1e-4
+
+
+def planted_task(n=256, seed=0):
+    """Channels 4..7 of the conv are dead (zero, frozen filters): only 0..3 help."""
+    rng = np.random.default_rng(seed)
+    model = conv_bn_relu_net(classes=1)
+    conv = model.get_layer("conv")
+    kernel, bias = conv.get_weights()
+    kernel = rng.normal(0, 0.5, kernel.shape).astype("float32")
+    kernel[..., 4:] = 0.0
+    conv.set_weights([kernel, bias])
+    conv.trainable = False
+    x = rng.normal(size=(n, 8, 8, 3)).astype("float32")
+    feats = np.maximum(np.einsum("nhwc,cf->nhwf", x, kernel[1, 1]), 0).mean(axis=(1, 2))
+    y = (feats[:, :4] @ np.array([1.0, -1.0, 0.5, 2.0])).astype("float32")
+    return model, x, y[:, None]
+
+
+def test_l1_penalty_separates_useless_channels():
+    model, x, y = planted_task()
+    wrapped = kprune.wrap(model, regularizer=1e-3, layers=["conv"])
+    wrapped.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    wrapped.fit(x, y, epochs=20, batch_size=64, verbose=0)
+    scale = np.abs(wrapped.get_layer("bn").scale())
+    # The dead channels' multipliers only feel the penalty; the useful ones stay.
+    assert scale[4:].max() < 0.5 * scale[:4].min(), scale
+    plan = kprune.plan(wrapped, criterion="importance", ratio=0.5)
+    assert set(plan.groups["conv"].keep) == {0, 1, 2, 3}
+
+
+def test_wrap_fit_plan_shrink_matches_the_masked_model():
+    model = models.randomize(models.mobile_se())
+    wrapped = kprune.wrap(model, init="l1", regularizer=1e-4)
+    wrapped.compile(optimizer="adam", loss="mse")
+    x = models.inputs_for(model, batch=16)
+    wrapped.fit(x, np.zeros((16, 5)), epochs=2, verbose=0)
+    plan = kprune.plan(wrapped, criterion="importance", ratio=0.5)
+    kprune.set_masks(wrapped, plan)
+    small = kprune.shrink(wrapped, plan)
+    np.testing.assert_allclose(
+        models.outputs(small, x)[0], models.outputs(wrapped, x)[0], rtol=1e-4, atol=1e-4
+    )
+    assert not kprune.layers.is_wrapped(small)
+    # The masks alone describe the same plan.
+    again = kprune.masks_plan(wrapped)
+    assert {k: v.keep for k, v in again.groups.items() if v.removed} == {
+        k: v.keep for k, v in plan.groups.items() if v.removed
+    }
+    smaller = kprune.shrink(wrapped)
+    assert smaller.count_params() == small.count_params()
+
+
+@pytest.mark.parametrize("name", sorted(models.HAND_BUILT))
+def test_unwrap_and_shrink_keep_the_wrapped_outputs(name):
+    model = models.randomize(models.HAND_BUILT[name]())
+    x = models.inputs_for(model)
+    want = models.outputs(model, x)
+    wrapped = kprune.wrap(model)  # ones: same outputs
+    for got in (models.outputs(wrapped, x), models.outputs(kprune.unwrap(wrapped), x)):
+        for a, b in zip(want, got):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    wrapped = kprune.wrap(model, init="uniform", seed=3)
+    want = models.outputs(wrapped, x)
+    for other in (kprune.unwrap(wrapped), kprune.shrink(wrapped)):
+        for a, b in zip(want, models.outputs(other, x)):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_masked_channels_are_exactly_zero():
+    model = models.randomize(conv_bn_relu_net())
+    wrapped = kprune.wrap(model)
+    bn = wrapped.get_layer("bn")
+    bn.channel_mask.assign(np.array([1, 0, 1, 0, 1, 1, 1, 1], "float32"))
+    probe = keras.Model(wrapped.input, bn.output)
+    out = probe(models.inputs_for(model), training=True)
+    assert np.all(np.asarray(out)[..., [1, 3]] == 0)
+
+
+def test_partly_masked_residual_stream_is_not_removed():
+    model = models.randomize(models.resnet())
+    wrapped = kprune.wrap(model)
+    g = kprune.graph(wrapped)
+    group = g.group("s1_proj")
+    carriers = kprune.wrapping.carriers(group)
+    assert len(carriers) == 3
+    wrapper, index = carriers[0]
+    mask = np.ones(16, "float32")
+    mask[index[0]] = 0
+    wrapper.channel_mask.assign(mask)
+    assert "s1_proj" not in kprune.masks_plan(wrapped).groups or (
+        0 in kprune.masks_plan(wrapped).groups["s1_proj"].keep
+    )
+    for w, idx in carriers:
+        w.channel_mask.assign(
+            np.where(np.isin(np.arange(16), idx[0]), 0, 1).astype("float32")
+        )
+    assert 0 not in kprune.masks_plan(wrapped).groups["s1_proj"].keep
+
+
+def test_init_strategies():
+    model = models.randomize(conv_bn_relu_net())
+    bn = model.get_layer("bn")
+    conv = model.get_layer("conv")
+    gamma = bn.get_weights()[0]
+    norms = np.abs(conv.get_weights()[0]).reshape(-1, 8).sum(0)
+
+    def importance(**kwargs):
+        return np.asarray(kprune.wrap(model, **kwargs).get_layer("bn").importance)
+
+    np.testing.assert_allclose(importance(init="l1"), norms / norms.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        importance(init="bn_gamma"), np.abs(gamma) / np.abs(gamma).mean(), rtol=1e-5
+    )
+    np.testing.assert_allclose(importance(init=0.3), 0.3)
+    np.testing.assert_allclose(
+        importance(init=lambda layer, n: np.arange(n)), np.arange(8)
+    )
+    normal = importance(init="normal", seed=1)
+    assert abs(normal.mean() - 1) < 0.2 and normal.std() > 0
+    uniform = importance(init="uniform", seed=1)
+    assert uniform.min() >= 0.5 and uniform.max() <= 1.5
+    with pytest.raises(ValueError, match="init must be one of"):
+        kprune.wrap(model, init="zeros")
+    with pytest.raises(ValueError, match="gave shape"):
+        kprune.wrap(model, init=lambda layer, n: np.ones(n + 1))
+
+
+def test_wrap_options_and_errors():
+    model = conv_bn_relu_net()
+    wrapped = kprune.wrap(model, regularizer=1e-3, non_negative=True)
+    bn = wrapped.get_layer("bn")
+    assert isinstance(bn.importance_regularizer, keras.regularizers.L1)
+    assert isinstance(bn.importance_constraint, keras.constraints.NonNeg)
+    with pytest.raises(ValueError, match="wrapped already"):
+        kprune.wrap(wrapped)
+    with pytest.raises(ValueError, match="no such layer"):
+        kprune.wrap(model, layers=["nope"])
+    with pytest.raises(ValueError, match="prunable group"):
+        kprune.wrap(model, layers=["head"])
+
+
+def build_wrapper(cls, inner, shape):
+    wrapper = cls(inner, importance_regularizer=keras.regularizers.L1(0.01))
+    wrapper.build((None,) + shape)
+    return wrapper
+
+
+WRAPPERS = [
+    (ImportanceConv2D, lambda: layers.Conv2D(4, 3, activation="relu"), (8, 8, 3)),
+    (ImportanceDense, lambda: layers.Dense(4, activation="swish"), (5,)),
+    (
+        ImportanceConv2DTranspose,
+        lambda: layers.Conv2DTranspose(4, 2, strides=2),
+        (4, 4, 3),
+    ),
+    (
+        ImportanceDepthwiseConv2D,
+        lambda: layers.DepthwiseConv2D(3, depth_multiplier=2),
+        (8, 8, 3),
+    ),
+    (ImportanceSeparableConv2D, lambda: layers.SeparableConv2D(4, 3), (8, 8, 3)),
+    (ImportanceBatchNormalization, lambda: layers.BatchNormalization(), (8, 8, 3)),
+]
+
+
+@pytest.mark.parametrize(
+    "cls, make, shape", WRAPPERS, ids=lambda v: getattr(v, "__name__", "")
+)
+def test_config_round_trip(cls, make, shape):
+    wrapper = build_wrapper(cls, make(), shape)
+    config = wrapper.get_config()
+    again = cls.from_config(config)
+    again.build((None,) + shape)
+    assert again.get_config() == config
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(wrapper)
+    )
+    assert type(restored) is cls and restored.get_config() == config
+
+
+@pytest.mark.parametrize(
+    "cls, make, shape", WRAPPERS, ids=lambda v: getattr(v, "__name__", "")
+)
+def test_each_wrapper_folds_exactly(cls, make, shape):
+    inp = keras.Input(shape)
+    model = models.randomize(keras.Model(inp, build_wrapper(cls, make(), shape)(inp)))
+    wrapper = model.layers[1]
+    rng = np.random.default_rng(0)
+    wrapper.importance.assign(
+        rng.uniform(0.2, 2.0, wrapper.importance.shape).astype("float32")
+    )
+    mask = np.ones(wrapper.channel_mask.shape, "float32")
+    mask[1] = 0
+    wrapper.channel_mask.assign(mask)
+    x = models.inputs_for(model)
+    np.testing.assert_allclose(
+        models.outputs(kprune.unwrap(model), x)[0],
+        models.outputs(model, x)[0],
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_wrapped_model_saves_and_loads(tmp_path):
+    model = models.randomize(models.mobile_se())
+    wrapped = kprune.wrap(model, init="uniform", regularizer=1e-4, non_negative=True)
+    path = tmp_path / "wrapped.keras"
+    wrapped.save(path)
+    loaded = keras.models.load_model(path)  # no custom_objects
+    x = models.inputs_for(model)
+    np.testing.assert_allclose(
+        models.outputs(loaded, x)[0],
+        models.outputs(wrapped, x)[0],
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    assert len(wrapped_layers(loaded)) == len(wrapped_layers(wrapped))

@@ -1,0 +1,106 @@
+"""The staged schedule: saliency rounds, then similarity rounds, with fine-tuning."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import kprune
+
+
+def small_cnn():
+    inp = keras.Input((28, 28, 1))
+    x = inp
+    for filters in (16, 16, 32):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, layers.Dense(10, activation="softmax")(x))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    (x, y), (xt, yt) = kprune.datasets.mnist()
+    return (x[:1500], y[:1500]), (xt[:500], yt[:500])
+
+
+def test_staged_runs_the_stages_in_order(mnist):
+    train, val = mnist
+    model = small_cnn()
+    model.fit(*train, epochs=1, verbose=0)
+    staged = kprune.Staged([("l1", 2), ("similarity", 2)], step=0.2)
+    small, report = staged.run(
+        model, train_data=train, val_data=val, epochs=1, verbose=0
+    )
+    assert [r.criterion for r in report.rounds] == [
+        "-",
+        "l1",
+        "l1",
+        "similarity",
+        "similarity",
+    ]
+    ratios = [r.flops_ratio for r in report.rounds]
+    assert ratios == sorted(ratios, reverse=True) and ratios[-1] < 0.6
+    assert report.metric_name == "accuracy"
+    assert all(r.metric is not None for r in report.rounds)
+    assert small.count_params() == report.final.params < model.count_params()
+    assert "similarity" in str(report)
+    assert report.to_dict()["rounds"][0]["round"] == 0
+
+
+def test_staged_default_follows_the_paper():
+    staged = kprune.Staged()
+    assert [staged.criterion_at(i) for i in range(7)] == ["l1"] * 3 + ["similarity"] * 4
+    assert staged.total_rounds == 6
+
+
+def test_staged_with_a_fine_tune_callable_and_flops_steps(mnist):
+    train, _ = mnist
+    calls = []
+
+    def tune(model):
+        calls.append(model.count_params())
+        model.fit(*train, epochs=1, verbose=0)
+
+    staged = kprune.Staged(
+        [("l1", 1), ("similarity", 1)],
+        step=0.3,
+        by="flops",
+        fine_tune=tune,
+        metric=lambda m: 1.0,
+        compensate=True,
+        round_to=4,
+    )
+    small, report = staged.run(small_cnn(), verbose=0)
+    assert len(calls) == 2
+    assert report.rounds[1].flops_ratio <= 0.7 + 1e-9
+    assert report.metric_name == "<lambda>"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"stages": []}, "at least one"),
+        ({"stages": [("l1", 0)]}, "rounds >= 1"),
+        ({"stages": [("magic", 2)]}, "unknown criterion"),
+        ({"step": 1.5}, r"step must be in \(0, 1\)"),
+        ({"by": "params"}, "by must be one of"),
+        ({"ratio": 0.5}, "set by the schedule"),
+    ],
+)
+def test_staged_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kprune.Staged(**kwargs)
+
+
+def test_staged_needs_a_compiled_model_to_fine_tune(mnist):
+    train, _ = mnist
+    model = small_cnn()
+    plain = keras.Model(model.inputs, model.outputs)
+    with pytest.raises(ValueError, match="compiled model"):
+        kprune.Staged([("l1", 1)]).run(plain, train_data=train, verbose=0)
+    assert np.isfinite(model.count_params())

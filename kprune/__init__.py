@@ -9,10 +9,13 @@ The flat public API (see docs/ and shared/DESIGN.md):
     kprune.prune(model, ratio=...)   plan + shrink
     kprune.wrap / kprune.unwrap      trainable importance multipliers per filter
     kprune.Staged(...)               saliency, then similarity, round by round
+    kprune.prune_to_tolerance(...)   prune while the metric stays within a tolerance
+    kprune.PruningCallback(...)      prune during model.fit
     kprune.export_tflite(model, ...) TFLite export with verification
 """
 
 from kprune import criteria, datasets, handlers, layers
+from kprune.callbacks import PruningCallback
 from kprune.criteria import register_criterion
 from kprune.export import (
     ExportResult,
@@ -31,6 +34,7 @@ from kprune.profile import profile as profile
 from kprune.report import PruningReport
 from kprune.staged import Staged
 from kprune.surgery import prune, shrink, zero_pruned
+from kprune.tolerance import prune_to_tolerance
 from kprune.version import __version__
 from kprune.wrapping import masks_plan, set_masks, unwrap, wrap
 
@@ -44,6 +48,7 @@ __all__ = [
     "Group",
     "LayerHandler",
     "Profile",
+    "PruningCallback",
     "PruningPlan",
     "PruningReport",
     "Staged",
@@ -60,6 +65,7 @@ __all__ = [
     "plan",
     "profile",
     "prune",
+    "prune_to_tolerance",
     "register_criterion",
     "register_handler",
     "shrink",

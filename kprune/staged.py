@@ -111,6 +111,7 @@ class Staged:
         val_data=None,
         epochs: int = 1,
         verbose: int = 1,
+        learning_rate: float | None = None,
     ) -> tuple[keras.Model, PruningReport]:
         """Run every round. `model` is not modified.
 
@@ -122,6 +123,8 @@ class Staged:
             val_data: `(x, y)` or a dataset, for the metric.
             epochs: fine-tuning epochs per round.
             verbose: 1 prints one line per round.
+            learning_rate: learning rate for fine-tuning (default: the compiled
+                one).
 
         Returns:
             `(pruned_model, report)`; the report lists every round's criterion,
@@ -149,7 +152,9 @@ class Staged:
                 report.rounds[-1].note = "nothing left to prune"
                 break
             current = shrink(current, p)
-            current = fine_tune(current, self.fine_tune, train_data, epochs)
+            current = fine_tune(
+                current, self.fine_tune, train_data, epochs, learning_rate=learning_rate
+            )
             measured = evaluate(current, self.metric, val_data)
             prof = profile(current)
             record = Round(

@@ -32,6 +32,7 @@ def fine_tune(
     train_data=None,
     epochs: int = 1,
     verbose: int = 0,
+    learning_rate: float | None = None,
 ) -> keras.Model:
     """Train `model` a little after a pruning step.
 
@@ -41,6 +42,9 @@ def fine_tune(
         train_data: `(x, y)` or a `tf.data.Dataset` for `model.fit`.
         epochs: epochs of `model.fit` (0 skips training).
         verbose: passed to `model.fit`.
+        learning_rate: learning rate of the (fresh) optimizer for `model.fit`;
+            by default the one the model was compiled with. Fine-tuning a
+            pruned model usually wants a smaller one than training did.
 
     Returns:
         The fine-tuned model (the same object unless `fine_tune` returned another).
@@ -51,6 +55,8 @@ def fine_tune(
     if train_data is None or epochs <= 0:
         return model
     _require_compiled(model, "fine-tuning")
+    if learning_rate is not None:
+        model.optimizer.learning_rate = learning_rate
     model.fit(
         **_fit_arguments(train_data, "train_data"), epochs=epochs, verbose=verbose
     )

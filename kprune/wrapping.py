@@ -20,6 +20,7 @@ from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as build_graph
 from kprune.handlers import get_handler
 from kprune.layers import ImportanceWrapper, is_wrapped, wrapper_class
+from kprune.layers.base import STATE_SIZE
 from kprune.planner import GroupPlan, PruningPlan
 from kprune.profile import MacCounter
 from kprune.rebuild import rebuild
@@ -93,7 +94,8 @@ def wrap(
             channels = int(wrapper.importance.shape[0])
             values = _initial_importance(init, producer, layer, channels, rng)
             # A wrapper lists its own variables before the wrapped layer's.
-            return [values.astype("float32"), np.ones(channels, "float32")] + old
+            own = [values.astype("float32"), np.ones(channels, "float32")]
+            return own + [np.zeros(STATE_SIZE, "float32")] + old
 
         return wrapper, weights
 

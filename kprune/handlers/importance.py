@@ -14,7 +14,8 @@ import dataclasses
 from kprune.handlers.base import LayerHandler, keep, weight_keys, zero
 from kprune.handlers.registry import get_handler
 
-OWN = ("importance", "mask")
+OWN = ("importance", "mask", "pruning_state")
+PER_CHANNEL = ("importance", "mask")
 
 
 class ImportanceHandler(LayerHandler):
@@ -37,7 +38,10 @@ class ImportanceHandler(LayerHandler):
     def new_weights(self, layer, weights, masks):
         inner, own = self._split(layer, weights)
         out = get_handler(layer.layer).new_weights(layer.layer, inner, masks)
-        out.update({k: keep(v, masks.output, 0) for k, v in own.items()})
+        out.update(
+            {k: keep(v, masks.output, 0) for k, v in own.items() if k in PER_CHANNEL}
+        )
+        out["pruning_state"] = own["pruning_state"]
         return out
 
     def zero_weights(self, layer, weights, masks):
@@ -45,6 +49,7 @@ class ImportanceHandler(LayerHandler):
         out = get_handler(layer.layer).zero_weights(layer.layer, inner, masks)
         out["importance"] = zero(own["importance"], masks.output, 0)
         out["mask"] = own["mask"]
+        out["pruning_state"] = own["pruning_state"]
         return out
 
     def merge_inputs(self, layer, weights, merges):

@@ -13,6 +13,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+#: Length of the `pruning_state` vector every wrapper carries.
+STATE_SIZE = 4
+
 
 @keras.saving.register_keras_serializable(package="kprune")
 class ImportanceWrapper(keras.layers.Wrapper):
@@ -69,6 +72,15 @@ class ImportanceWrapper(keras.layers.Wrapper):
             name="mask",
             shape=(channels,),
             initializer="ones",
+            trainable=False,
+        )
+        # Bookkeeping of kprune.PruningCallback (baseline metric, target, stopped
+        # flag, steps taken), kept with the masks so that a run restored from a
+        # checkpoint resumes its schedule.
+        self.pruning_state = self.add_weight(
+            name="pruning_state",
+            shape=(STATE_SIZE,),
+            initializer="zeros",
             trainable=False,
         )
         self.built = True

@@ -1,0 +1,249 @@
+"""PruningCallback: masks during fit, logs, schedules, tolerance, resuming."""
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+
+import kprune
+from tests import mnist, models
+
+
+def wrapped_cnn(**kwargs):
+    model = kprune.wrap(mnist.cnn(compile=False), **kwargs)
+    return mnist.compile_model(model)
+
+
+def small_data(n=512):
+    (x, y), (xv, yv), _ = mnist.data()
+    return (x[:n], y[:n]), (xv[:256], yv[:256])
+
+
+@pytest.mark.slow
+def test_mnist_prune_to_half_keeps_accuracy(tmp_path):
+    (x, y), (xv, yv), (xt, yt) = mnist.data()
+    keras.utils.set_random_seed(0)
+    dense = mnist.cnn()
+    dense.fit(x, y, epochs=5, batch_size=64, verbose=0)
+    _, dense_acc = dense.evaluate(xt, yt, verbose=0)
+
+    keras.utils.set_random_seed(0)
+    model = wrapped_cnn(regularizer=1e-4)
+    callback = kprune.PruningCallback(ratio=0.5, start_epoch=1, end_epoch=3)
+    model.fit(
+        x,
+        y,
+        validation_data=(xv, yv),
+        epochs=5,
+        batch_size=64,
+        verbose=0,
+        callbacks=[callback],
+    )
+    small = mnist.compile_model(kprune.shrink(model))
+    _, acc = small.evaluate(xt, yt, verbose=0)
+    assert small.count_params() <= 0.6 * dense.count_params()
+    assert acc >= dense_acc - 0.03, (acc, dense_acc)
+    # shrink removed exactly what was masked: same predictions.
+    np.testing.assert_allclose(
+        small.predict(xt, verbose=0), model.predict(xt, verbose=0), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_figures_reach_history_and_csv_logger(tmp_path):
+    train, val = small_data()
+    model = wrapped_cnn()
+    path = tmp_path / "log.csv"
+    history = model.fit(
+        *train,
+        validation_data=val,
+        epochs=3,
+        batch_size=64,
+        verbose=0,
+        callbacks=[
+            kprune.PruningCallback(
+                ratio=0.5, start_epoch=0, end_epoch=2, schedule="polynomial"
+            ),
+            keras.callbacks.CSVLogger(str(path)),
+        ],
+    )
+    kept = history.history["pruning_kept_channels"]
+    targets = history.history["pruning_target"]
+    assert kept[0] == 1.0 and kept[-1] == pytest.approx(0.5, abs=0.02)
+    assert targets == sorted(targets) and targets[-1] == pytest.approx(0.5)
+    assert history.history["pruning_flops_kept"][-1] < 0.5
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["pruning_kept_channels"]) == pytest.approx(kept[-1])
+
+
+def test_masked_channels_stay_zero_through_training():
+    train, _ = small_data()
+    model = wrapped_cnn(regularizer=1e-3)
+    model.fit(
+        *train,
+        epochs=2,
+        batch_size=64,
+        verbose=0,
+        callbacks=[kprune.PruningCallback(ratio=0.5, schedule="constant")],
+    )
+    bn = [w for w in kprune.layers.wrapped_layers(model)][0]
+    mask = np.asarray(bn.channel_mask)
+    assert 0 < mask.sum() < len(mask)
+    probe = keras.Model(model.input, bn.output)
+    out = np.asarray(probe(train[0][:32], training=True))
+    assert np.all(out[..., mask == 0] == 0)
+    assert np.any(out[..., mask == 1] != 0)
+
+
+def test_constant_and_batch_schedules():
+    train, _ = small_data()
+    model = wrapped_cnn()
+    history = model.fit(
+        *train,
+        epochs=1,
+        batch_size=64,
+        verbose=0,
+        callbacks=[kprune.PruningCallback(ratio=0.4, update_every=2)],
+    )
+    assert history.history["pruning_target"][-1] == pytest.approx(0.4)
+    # 8 batches, a step every 2: the polynomial ramp is applied 4 times.
+    state = np.asarray(kprune.layers.wrapped_layers(model)[0].pruning_state)
+    assert state[3] == 4
+
+
+def test_flops_target():
+    train, _ = small_data()
+    model = wrapped_cnn()
+    history = model.fit(
+        *train,
+        epochs=2,
+        batch_size=64,
+        verbose=0,
+        callbacks=[kprune.PruningCallback(flops=0.4, start_epoch=1)],
+    )
+    assert history.history["pruning_flops_kept"] == [1.0, pytest.approx(0.4, abs=0.1)]
+    assert history.history["pruning_flops_kept"][-1] <= 0.4
+
+
+class FakeMetric(keras.callbacks.Callback):
+    """Logs val_fake: 0.9 until epoch `fall`, then 0.7."""
+
+    def __init__(self, fall):
+        super().__init__()
+        self.fall = fall
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_fake"] = 0.9 if epoch < self.fall else 0.7
+
+
+def test_tolerance_undoes_the_last_step_and_stops():
+    train, _ = small_data()
+    model = wrapped_cnn()
+    history = model.fit(
+        *train,
+        epochs=6,
+        batch_size=64,
+        verbose=0,
+        callbacks=[
+            FakeMetric(fall=3),
+            kprune.PruningCallback(tolerance=0.05, step=0.1, monitor="val_fake"),
+        ],
+    )
+    targets = history.history["pruning_target"]
+    # Steps after epochs 0, 1, 2; the drop seen at epoch 3 undoes the third step.
+    assert targets[:3] == pytest.approx([0.1, 0.2, 0.3])
+    assert targets[3:] == pytest.approx([0.2, 0.2, 0.2])
+    assert history.history["pruning_kept_channels"][-1] == pytest.approx(0.8, abs=0.02)
+    state = np.asarray(kprune.layers.wrapped_layers(model)[0].pruning_state)
+    assert state[2] == 1.0  # stopped
+
+
+def test_tolerance_needs_validation_data():
+    train, _ = small_data()
+    model = wrapped_cnn()
+    with pytest.raises(ValueError, match="pass validation_data to fit"):
+        model.fit(
+            *train,
+            epochs=1,
+            verbose=0,
+            callbacks=[kprune.PruningCallback(tolerance=0.01)],
+        )
+
+
+def test_needs_a_wrapped_model():
+    train, _ = small_data()
+    model = mnist.cnn()
+    with pytest.raises(ValueError, match="kprune.wrap"):
+        model.fit(
+            *train, epochs=1, verbose=0, callbacks=[kprune.PruningCallback(ratio=0.5)]
+        )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "exactly one target"),
+        ({"ratio": 0.5, "flops": 0.5}, "exactly one target"),
+        ({"ratio": 0.5, "tolerance": 0.01}, "exactly one target"),
+        ({"ratio": 1.2}, r"ratio must be in \[0, 1\)"),
+        ({"ratio": 0.5, "start_epoch": 3, "end_epoch": 1}, "start_epoch <= end_epoch"),
+        ({"ratio": 0.5, "schedule": "cosine"}, "schedule must be one of"),
+        ({"ratio": 0.5, "criterion": "taylor"}, "needs data="),
+        ({"ratio": 0.5, "criterion": "nope"}, "unknown criterion"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        kprune.PruningCallback(**kwargs)
+
+
+def test_config_round_trip():
+    callback = kprune.PruningCallback(
+        ratio=0.3, start_epoch=2, end_epoch=5, frequency=2, round_to=4, criterion="l1"
+    )
+    config = callback.get_config()
+    again = kprune.PruningCallback.from_config(config)
+    assert again.get_config() == config
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(callback)
+    )
+    assert restored.get_config() == config
+
+
+class Interrupt(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def test_resumes_from_backup_and_restore(tmp_path):
+    train, _ = small_data(256)
+
+    def run(callbacks):
+        keras.utils.set_random_seed(0)
+        keras.backend.clear_session()
+        model = wrapped_cnn()
+        pruning = kprune.PruningCallback(ratio=0.6, start_epoch=1, end_epoch=4)
+        history = model.fit(
+            *train, epochs=6, batch_size=64, verbose=0, callbacks=[pruning] + callbacks
+        )
+        return model, history
+
+    _, full = run([])
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([backup, Interrupt(3)])
+    # A fresh process would rebuild the model and callbacks the same way.
+    model, resumed = run([keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    assert resumed.epoch == [3, 4, 5]
+    # The schedule continues where it stopped instead of restarting at zero.
+    assert resumed.history["pruning_target"] == pytest.approx(
+        full.history["pruning_target"][3:]
+    )
+    assert resumed.history["pruning_kept_channels"][-1] == pytest.approx(0.4, abs=0.02)
+    assert models.weights_of(model)  # the restored model trains on

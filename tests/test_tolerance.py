@@ -1,0 +1,122 @@
+"""prune_to_tolerance: the error-tolerance loop."""
+
+import keras
+import numpy as np
+import pytest
+
+import kprune
+from tests import mnist
+
+
+@pytest.fixture(scope="module")
+def trained():
+    (x, y), val, test = mnist.data()
+    keras.utils.set_random_seed(0)
+    model = mnist.cnn()
+    model.fit(x, y, epochs=4, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.mark.slow
+def test_stays_within_tolerance_and_report_matches(trained):
+    train, val, _ = mnist.data()
+    keras.utils.set_random_seed(1)
+    small, report = kprune.prune_to_tolerance(
+        trained,
+        train,
+        val,
+        tolerance=0.02,
+        metric="accuracy",
+        criterion="l1",
+        step=0.2,
+        by="flops",
+        fine_tune_epochs=1,
+        max_rounds=6,
+        verbose=0,
+    )
+    _, base = trained.evaluate(*val, verbose=0)
+    _, acc = small.evaluate(*val, verbose=0)
+    assert base - acc <= 0.02 + 1e-6
+    macs = kprune.profile(small).macs
+    assert macs <= 0.8 * kprune.profile(trained).macs  # a non-trivial share removed
+    final = report.final
+    assert final.macs == macs and final.params == small.count_params()
+    assert final.metric == pytest.approx(acc, abs=1e-6)
+    assert report.baseline.metric == pytest.approx(base, abs=1e-6)
+    for r in report.rounds[1:]:
+        assert r.accepted == (report.baseline.metric - r.metric <= 0.02 + 1e-9)
+    # A rejected round halves the step for the next one.
+    for before, after in zip(report.rounds[1:], report.rounds[2:]):
+        assert after.step == (before.step if before.accepted else before.step / 2)
+    assert "accepted" in str(report)
+
+
+def test_works_with_a_staged_schedule(trained):
+    train, val, _ = mnist.data()
+    small_train = (train[0][:512], train[1][:512])
+    staged = kprune.Staged([("l1", 1), ("similarity", 2)], step=0.2)
+    small, report = kprune.prune_to_tolerance(
+        trained,
+        small_train,
+        val,
+        tolerance=1.0,
+        criterion=staged,
+        max_rounds=3,
+        fine_tune_epochs=0,
+        verbose=0,
+    )
+    assert [r.criterion for r in report.rounds] == [
+        "-",
+        "l1",
+        "similarity",
+        "similarity",
+    ]
+    assert small.count_params() < trained.count_params()
+    assert trained.count_params() == mnist.cnn().count_params()  # untouched
+
+
+def test_zero_tolerance_with_a_relative_loss(trained):
+    train, val, _ = mnist.data()
+    small, report = kprune.prune_to_tolerance(
+        trained,
+        (train[0][:256], train[1][:256]),
+        val,
+        tolerance=0.0,
+        relative=True,
+        metric="loss",
+        max_rounds=2,
+        fine_tune_epochs=0,
+        verbose=0,
+    )
+    assert report.metric_name == "loss"
+    rejected = [r for r in report.rounds[1:] if not r.accepted]
+    assert all("step halved" in r.note for r in rejected)
+    assert isinstance(small, keras.Model)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tolerance": -1}, "tolerance must be >= 0"),
+        ({"step": 0}, r"step must be in \(0, 1\)"),
+        ({"by": "params"}, "by must be one of"),
+        ({"max_rounds": 0}, "max_rounds must be >= 1"),
+        ({"val_data": None}, "val_data"),
+        ({"metric": "f1"}, "not among the compiled metrics"),
+    ],
+)
+def test_bad_arguments(trained, kwargs, message):
+    train, val, _ = mnist.data()
+    args = {"train_data": train, "val_data": val, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        kprune.prune_to_tolerance(trained, verbose=0, **args)
+
+
+def test_progress_is_printed(trained, capsys):
+    train, val, _ = mnist.data()
+    kprune.prune_to_tolerance(
+        trained, (train[0][:128], train[1][:128]), val, max_rounds=1, fine_tune_epochs=0
+    )
+    out = capsys.readouterr().out
+    assert "baseline accuracy" in out and "round 1" in out
+    assert np.isfinite(trained.count_params())

@@ -14,21 +14,16 @@ The flat public API (see docs/ and shared/DESIGN.md):
     kprune.export_tflite(model, ...) TFLite export with verification
 """
 
-from kprune import criteria, datasets, handlers, layers
+from kprune import criteria, datasets, handlers, layers, zoo
 from kprune.callbacks import PruningCallback
 from kprune.criteria import register_criterion
-from kprune.export import (
-    ExportResult,
-    TFLiteBenchmark,
-    benchmark_tflite,
-    export_saved_model,
-    export_tflite,
-)
+from kprune.export import ExportResult, export_saved_model, export_tflite
 from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as graph
 from kprune.handlers import LayerHandler, register_handler
-from kprune.planner import PruningPlan
+from kprune.litert import TFLiteBenchmark, benchmark_tflite, verify_tflite
 from kprune.planner import plan as plan
+from kprune.plans import PruningPlan
 from kprune.profile import Profile
 from kprune.profile import profile as profile
 from kprune.report import PruningReport
@@ -61,7 +56,9 @@ __all__ = [
     "masks_plan",
     "set_masks",
     "unwrap",
+    "verify_tflite",
     "wrap",
+    "zoo",
     "plan",
     "profile",
     "prune",

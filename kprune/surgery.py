@@ -16,8 +16,8 @@ from kprune.graph import graph as build_graph
 from kprune.handlers import get_handler
 from kprune.handlers.base import weight_keys
 from kprune.layers import is_wrapped
-from kprune.planner import PruningPlan
 from kprune.planner import plan as make_plan
+from kprune.plans import PruningPlan
 from kprune.rebuild import rebuild
 from kprune.wrapping import masks_plan, unwrap
 

@@ -21,7 +21,7 @@ from kprune.graph import graph as build_graph
 from kprune.handlers import get_handler
 from kprune.layers import ImportanceWrapper, is_wrapped, wrapper_class
 from kprune.layers.base import STATE_SIZE
-from kprune.planner import GroupPlan, PruningPlan
+from kprune.plans import GroupPlan, PruningPlan
 from kprune.profile import MacCounter
 from kprune.rebuild import rebuild
 

@@ -8,7 +8,7 @@ import pytest
 from keras import layers
 
 import kprune
-from kprune.planner import PruningPlan
+from kprune.plans import PruningPlan
 from tests import models
 
 

@@ -1,0 +1,218 @@
+"""Running `.tflite` files in the LiteRT interpreter: checking and timing them.
+
+`ai_edge_litert` is imported only when a file is run, never at `import kprune`.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+
+from kprune.data import first_inputs
+from kprune.export import (
+    ExportResult,
+    keras_outputs,
+    plain_model,
+    random_inputs,
+)
+from kprune.report import format_table
+
+
+def _interpreter(path: str, threads: int = 1):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+class TFLiteRunner:
+    """Runs a `.tflite` file sample by sample, fed like the Keras model.
+
+    The model gives the input names of the file's signature. int8 inputs and
+    outputs are quantized and dequantized with the file's scales, so results
+    compare with the Keras model's float outputs.
+    """
+
+    def __init__(self, model: keras.Model, path: str, threads: int = 1):
+        self.runner = _interpreter(path, threads).get_signature_runner()
+        self.inputs = self.runner.get_input_details()
+        self.outputs = self.runner.get_output_details()
+        names = [kt.name for kt in model.inputs]
+        available = list(self.inputs)
+        if sorted(names) != sorted(available):
+            if len(available) != 1 or len(names) != 1:
+                raise ValueError(
+                    f"the TFLite signature inputs {available} do not match the "
+                    f"model inputs {names}"
+                )
+            names = available
+        self.names = names
+        self.keys = sorted(
+            self.outputs, key=lambda k: int(k.rsplit("_", 1)[-1]) if "_" in k else 0
+        )
+
+    def __call__(self, inputs: list) -> list[np.ndarray]:
+        """Outputs for one sample: a list of arrays, one per model input."""
+        feed = {n: _quantize(x, self.inputs[n]) for n, x in zip(self.names, inputs)}
+        out = self.runner(**feed)
+        return [_dequantize(out[k], self.outputs[k]) for k in self.keys]
+
+
+def run_tflite(model: keras.Model, path: str, inputs: list) -> list[np.ndarray]:
+    """Run a `.tflite` file on one sample (see `TFLiteRunner`)."""
+    return TFLiteRunner(model, path)(inputs)
+
+
+def verify_tflite(model: keras.Model, path: str, data=None, samples: int = 16):
+    """Compare a `.tflite` file with the Keras model it came from.
+
+    Args:
+        model: the Keras model (wrapped models are unwrapped).
+        path: the `.tflite` file.
+        data: inputs to compare on (an array, `(x, y)`, or a dataset); random
+            inputs when None.
+        samples: how many samples to compare.
+
+    Returns:
+        An `ExportResult` with the errors and the argmax agreement.
+    """
+    model = plain_model(model)
+    inputs = (
+        first_inputs(data, samples, "data")
+        if data is not None
+        else [random_inputs(model, batch=1, seed=i) for i in range(samples)]
+    )
+    result = ExportResult(path=path, bytes=os.path.getsize(path), quantize=None)
+    runner = TFLiteRunner(model, path)
+    abs_err, scale, agree, total = 0.0, 0.0, 0, 0
+    for sample in inputs:
+        want = keras_outputs(model, sample)
+        got = runner(sample)
+        for w, g in zip(want, got):
+            g = g.reshape(w.shape)
+            abs_err = max(abs_err, float(np.abs(w - g).max()))
+            scale = max(scale, float(np.abs(w).max()))
+            if w.ndim >= 2 and w.shape[-1] > 1:
+                agree += int((w.argmax(-1) == g.argmax(-1)).sum())
+                total += int(np.prod(w.shape[:-1]))
+    result.samples = len(inputs)
+    result.max_abs_error = abs_err
+    result.max_rel_error = abs_err / max(scale, 1e-12)
+    result.agreement = agree / total if total else None
+    return result
+
+
+def _quantize(x, detail):
+    x = np.asarray(x, dtype=np.float32)
+    if detail["dtype"] in (np.int8, np.uint8):
+        scale, zero = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        q = np.round(x / scale + zero)
+        return np.clip(q, info.min, info.max).astype(detail["dtype"])
+    return x.astype(detail["dtype"])
+
+
+def _dequantize(y, detail):
+    if detail["dtype"] in (np.int8, np.uint8):
+        scale, zero = detail["quantization"]
+        return (y.astype(np.float32) - zero) * scale
+    return np.asarray(y, dtype=np.float32)
+
+
+@dataclass
+class TFLiteBenchmark:
+    """LiteRT latency of one `.tflite` file (milliseconds) and its size."""
+
+    path: str
+    bytes: int
+    threads: int
+    runs: int
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    min_ms: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"{os.path.basename(self.path)}: median {self.median_ms:.3f} ms, "
+            f"p90 {self.p90_ms:.3f} ms ({self.runs} runs, {self.threads} thread(s)), "
+            f"{self.bytes / 1024:.1f} KiB"
+        )
+
+
+def benchmark_tflite(
+    path: str | list[str], threads: int = 1, runs: int = 50, warmup: int = 5
+) -> TFLiteBenchmark | list[TFLiteBenchmark]:
+    """Time `.tflite` files in the LiteRT interpreter.
+
+    With a list of paths the runs are interleaved (run 1 of every file, then run
+    2, ...), so slow drift of the machine hits every variant alike.
+
+    Args:
+        path: a `.tflite` file, or a list of them.
+        threads: interpreter threads.
+        runs: timed runs (the median and 90th percentile are reported).
+        warmup: untimed runs first.
+
+    Returns:
+        A `TFLiteBenchmark`, or a list of them for a list of paths.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs must be >= 1 and warmup >= 0; got {runs}, {warmup}")
+    paths = [path] if isinstance(path, str) else list(path)
+    interpreters = [_interpreter(p, threads) for p in paths]
+    for interpreter in interpreters:
+        rng = np.random.default_rng(0)
+        for detail in interpreter.get_input_details():
+            shape, dtype = detail["shape"], detail["dtype"]
+            value = rng.normal(size=shape)
+            if np.issubdtype(dtype, np.integer):
+                info = np.iinfo(dtype)
+                value = rng.integers(info.min, info.max, size=shape)
+            interpreter.set_tensor(detail["index"], value.astype(dtype))
+        for _ in range(warmup):
+            interpreter.invoke()
+    times = [[] for _ in paths]
+    for _ in range(runs):
+        for interpreter, sink in zip(interpreters, times):
+            start = time.perf_counter()
+            interpreter.invoke()
+            sink.append((time.perf_counter() - start) * 1000)
+    results = [
+        TFLiteBenchmark(
+            path=p,
+            bytes=os.path.getsize(p),
+            threads=threads,
+            runs=runs,
+            median_ms=statistics.median(t),
+            p90_ms=float(np.percentile(t, 90)),
+            mean_ms=statistics.fmean(t),
+            min_ms=min(t),
+        )
+        for p, t in zip(paths, times)
+    ]
+    return results[0] if isinstance(path, str) else results
+
+
+def benchmark_table(results: list[TFLiteBenchmark]) -> str:
+    """A table of several `benchmark_tflite` results."""
+    rows = [
+        (
+            os.path.basename(r.path),
+            f"{r.bytes / 1024:.1f}",
+            f"{r.median_ms:.3f}",
+            f"{r.p90_ms:.3f}",
+            r.runs,
+        )
+        for r in results
+    ]
+    return format_table(["file", "KiB", "median ms", "p90 ms", "runs"], rows)

@@ -1,0 +1,155 @@
+"""SavedModel and TFLite export, verification, quantization and timing."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kprune
+from kprune.litert import TFLiteRunner, verify_tflite
+from tests import mnist, models, test_zoo
+
+
+def pruned(model, ratio=0.3):
+    return kprune.prune(models.randomize(model), ratio=ratio)
+
+
+def test_float_export_matches_keras_with_two_inputs_and_outputs(tmp_path):
+    small = pruned(models.two_in_two_out())
+    result = kprune.export_tflite(small, str(tmp_path / "m.tflite"))
+    assert result.max_rel_error < 1e-4 and result.samples == 16
+    assert result.bytes == os.path.getsize(tmp_path / "m.tflite")
+    x = models.inputs_for(small, batch=1)
+    got = TFLiteRunner(small, result.path)(x)
+    for want, g in zip(models.outputs(small, x), got):
+        np.testing.assert_allclose(g.reshape(want.shape), want, rtol=1e-4, atol=1e-5)
+    assert "float32" in str(result) and "max abs error" in str(result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(test_zoo.APPLICATIONS))
+def test_pruned_zoo_exports_within_1e4(name, tmp_path):
+    build, size = test_zoo.APPLICATIONS[name]
+    small = kprune.prune(
+        build(weights=None, input_shape=(size, size, 3), classes=7), ratio=0.3
+    )
+    result = kprune.export_tflite(small, str(tmp_path / f"{name}.tflite"), samples=2)
+    assert result.max_rel_error < 1e-4
+
+
+def test_unet_export(tmp_path):
+    small = pruned(kprune.zoo.unet((32, 32, 3), base=8, depth=2))
+    result = kprune.export_tflite(small, str(tmp_path / "unet.tflite"), samples=4)
+    assert result.max_rel_error < 1e-4 and result.agreement == 1.0
+
+
+def test_wrapped_models_are_unwrapped(tmp_path):
+    model = models.randomize(models.mobile_se())
+    wrapped = kprune.wrap(model, init="uniform")
+    result = kprune.export_tflite(wrapped, str(tmp_path / "w.tflite"))
+    assert result.max_rel_error < 1e-4
+    # The file is the plain model's: same size as exporting unwrap(wrapped).
+    plain = kprune.export_tflite(kprune.unwrap(wrapped), str(tmp_path / "p.tflite"))
+    assert abs(result.bytes - plain.bytes) < 1024
+
+
+@pytest.mark.parametrize("quantize, limit", [("float16", 1e-2), ("dynamic", 0.1)])
+def test_float16_and_dynamic(quantize, limit, tmp_path):
+    model = pruned(models.vgg())
+    dense = kprune.export_tflite(model, str(tmp_path / "f32.tflite"))
+    result = kprune.export_tflite(
+        model, str(tmp_path / f"{quantize}.tflite"), quantize=quantize
+    )
+    assert result.max_rel_error < limit
+    assert result.bytes < dense.bytes
+
+
+@pytest.fixture(scope="module")
+def mnist_model():
+    (x, y), (xv, yv), _ = mnist.data()
+    keras.utils.set_random_seed(0)
+    model = mnist.cnn()
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    small = mnist.compile_model(kprune.prune(model, ratio=0.5, round_to=8), lr=2e-4)
+    small.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    return small
+
+
+@pytest.mark.parametrize("int8_io", [False, True])
+def test_int8_agrees_with_float_on_held_out_data(mnist_model, int8_io, tmp_path):
+    (x, _), _, (xt, _) = mnist.data()
+    path = str(tmp_path / "int8.tflite")
+    result = kprune.export_tflite(
+        mnist_model, path, quantize="int8", representative_data=x[:300], int8_io=int8_io
+    )
+    held_out = verify_tflite(mnist_model, path, data=xt, samples=500)
+    assert held_out.samples == 500
+    assert held_out.agreement >= 0.97, held_out
+    runner = TFLiteRunner(mnist_model, path)
+    dtype = runner.inputs[runner.names[0]]["dtype"]
+    assert dtype == (np.int8 if int8_io else np.float32)
+    assert result.agreement is not None
+
+
+def test_int8_needs_representative_data(tmp_path):
+    with pytest.raises(ValueError, match="representative_data"):
+        kprune.export_tflite(models.vgg(), str(tmp_path / "x.tflite"), quantize="int8")
+    with pytest.raises(ValueError, match="int8_io=True needs quantize='int8'"):
+        kprune.export_tflite(models.vgg(), str(tmp_path / "x.tflite"), int8_io=True)
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        kprune.export_tflite(models.vgg(), str(tmp_path / "x.tflite"), quantize="int4")
+
+
+def test_error_beyond_tolerance_raises(tmp_path):
+    with pytest.raises(ValueError, match="differs from Keras"):
+        kprune.export_tflite(
+            pruned(models.vgg()),
+            str(tmp_path / "h.tflite"),
+            quantize="float16",
+            tolerance=0.0,
+        )
+
+
+def test_keras_file_round_trip_then_export(tmp_path):
+    small = pruned(models.resnet())
+    small.save(tmp_path / "small.keras")
+    loaded = keras.models.load_model(tmp_path / "small.keras")
+    result = kprune.export_tflite(loaded, str(tmp_path / "loaded.tflite"))
+    assert result.max_rel_error < 1e-4
+
+
+def test_saved_model_round_trip(tmp_path):
+    small = pruned(models.two_in_two_out())
+    path = kprune.export_saved_model(small, str(tmp_path / "sm"))
+    loaded = tf.saved_model.load(path)
+    x = models.inputs_for(small, batch=3)
+    got = loaded.serve(x)
+    for want, g in zip(models.outputs(small, x), got):
+        np.testing.assert_allclose(np.asarray(g), want, rtol=1e-5, atol=1e-5)
+
+
+def test_benchmark_tflite(tmp_path):
+    model = pruned(models.vgg())
+    a = kprune.export_tflite(model, str(tmp_path / "a.tflite"), verify=False).path
+    one = kprune.benchmark_tflite(a, runs=5, warmup=1)
+    assert one.runs == 5 and 0 < one.min_ms <= one.median_ms <= one.p90_ms
+    both = kprune.benchmark_tflite([a, a], runs=3)
+    assert len(both) == 2 and all(r.bytes == one.bytes for r in both)
+    assert "median" in str(one) and "a.tflite" in kprune.litert.benchmark_table(both)
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        kprune.benchmark_tflite(a, runs=0)
+
+
+def test_import_is_lazy():
+    """TF-MOT flips keras_cv into legacy mode; LiteRT is only needed to run files."""
+    code = (
+        "import sys, kprune; "
+        "print('tensorflow_model_optimization' in sys.modules, "
+        "'ai_edge_litert' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "False"], out.stderr[-2000:]

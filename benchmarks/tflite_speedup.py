@@ -56,19 +56,23 @@ def measure(name, runs, warmup, threads, round_tos, workdir):
     model = MODELS[name]()
     rows = []
     for label, variant, round_to in variants(model, round_tos):
-        path = os.path.join(workdir, f"{name}_{label.replace(' ', '_').replace('%', '')}"
-                            f"_r{round_to}.tflite")
+        path = os.path.join(
+            workdir,
+            f"{name}_{label.replace(' ', '_').replace('%', '')}_r{round_to}.tflite",
+        )
         result = kprune.export_tflite(variant, path, samples=4)
-        rows.append({
-            "model": name,
-            "variant": label,
-            "round_to": round_to,
-            "macs": kprune.profile(variant).macs,
-            "params": variant.count_params(),
-            "bytes": result.bytes,
-            "max_rel_error": result.max_rel_error,
-            "path": path,
-        })
+        rows.append(
+            {
+                "model": name,
+                "variant": label,
+                "round_to": round_to,
+                "macs": kprune.profile(variant).macs,
+                "params": variant.count_params(),
+                "bytes": result.bytes,
+                "max_rel_error": result.max_rel_error,
+                "path": path,
+            }
+        )
     timings = kprune.benchmark_tflite(
         [r["path"] for r in rows], threads=threads, runs=runs, warmup=warmup
     )
@@ -84,11 +88,13 @@ def measure(name, runs, warmup, threads, round_tos, workdir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument(
+        "--models", nargs="+", default=list(MODELS), choices=list(MODELS)
+    )
+    parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--round-to", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--round-to", nargs="+", type=int, default=[1, 8, 16])
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
@@ -96,28 +102,49 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.models:
             results.extend(
-                measure(name, args.runs, args.warmup, args.threads, args.round_to, workdir)
+                measure(
+                    name, args.runs, args.warmup, args.threads, args.round_to, workdir
+                )
             )
             print(f"  measured {name}", flush=True)
     for r in results:
         r.pop("path")
     table = [
         (
-            r["model"], r["variant"], r["round_to"], human(r["macs"]),
-            f"{r['bytes'] / 2**20:.2f}", f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}",
-            f"{r['mac_ratio']:.2f}x", f"{r['speedup']:.2f}x", f"{r['efficiency']:.2f}",
+            r["model"],
+            r["variant"],
+            r["round_to"],
+            human(r["macs"]),
+            f"{r['bytes'] / 2**20:.2f}",
+            f"{r['median_ms']:.2f}",
+            f"{r['p90_ms']:.2f}",
+            f"{r['mac_ratio']:.2f}x",
+            f"{r['speedup']:.2f}x",
+            f"{r['efficiency']:.2f}",
         )
         for r in results
     ]
     print()
-    print(format_table(
-        ["model", "variant", "round_to", "MACs", "MiB", "median ms", "p90 ms",
-         "MAC ratio", "speed-up", "efficiency"],
-        table,
-        title=f"LiteRT float32, {args.threads} thread(s), median of {args.runs} "
-        f"interleaved runs ({platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores)",
-    ))
+    print(
+        format_table(
+            [
+                "model",
+                "variant",
+                "round_to",
+                "MACs",
+                "MiB",
+                "median ms",
+                "p90 ms",
+                "MAC ratio",
+                "speed-up",
+                "efficiency",
+            ],
+            table,
+            title=f"LiteRT float32, {args.threads} thread(s), median of {args.runs} "
+            f"interleaved runs ({platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores)",
+        )
+    )
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:

@@ -49,8 +49,11 @@ def build(api, inputs_fn, model_cls):
 
 
 def compile_for(model, lr, losses, optimizers):
-    model.compile(optimizers.Adam(lr), losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizers.Adam(lr),
+        losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -63,8 +66,13 @@ def tfmot_variant(dense, sparsity, train, epochs, lr):
     schedule = tfmot.sparsity.keras.ConstantSparsity(sparsity, 0, frequency=10)
     pruned = tfmot.sparsity.keras.prune_low_magnitude(twin, pruning_schedule=schedule)
     compile_for(pruned, lr, tf_keras.losses, tf_keras.optimizers)
-    pruned.fit(*train, epochs=epochs, batch_size=64, verbose=0,
-               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    pruned.fit(
+        *train,
+        epochs=epochs,
+        batch_size=64,
+        verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     nonzero = sum(int(np.count_nonzero(w)) for w in stripped.get_weights())
     return stripped, nonzero
@@ -108,8 +116,12 @@ def main(argv=None):
 
     keras.utils.set_random_seed(0)
     (x, y), (xt, yt) = kprune.datasets.mnist()
-    dense = compile_for(build(keras.layers, keras.Input, keras.Model), 2e-3,
-                        keras.losses, keras.optimizers)
+    dense = compile_for(
+        build(keras.layers, keras.Input, keras.Model),
+        2e-3,
+        keras.losses,
+        keras.optimizers,
+    )
     dense.fit(x, y, epochs=args.epochs, batch_size=64, verbose=0)
 
     rows = []
@@ -119,26 +131,48 @@ def main(argv=None):
             path = os.path.join(tmp, f"{len(rows)}.tflite")
             with open(path, "wb") as f:
                 f.write(content)
-            rows.append({"variant": name, "path": path, "bytes": len(content),
-                         "gzip_bytes": len(gzip.compress(content, 9)),
-                         "accuracy": float(accuracy), "nonzero_params": nonzero})
+            rows.append(
+                {
+                    "variant": name,
+                    "path": path,
+                    "bytes": len(content),
+                    "gzip_bytes": len(gzip.compress(content, 9)),
+                    "accuracy": float(accuracy),
+                    "nonzero_params": nonzero,
+                }
+            )
 
         total = dense.count_params()
-        result = kprune.export_tflite(dense, os.path.join(tmp, "d.tflite"), verify=False)
+        result = kprune.export_tflite(
+            dense, os.path.join(tmp, "d.tflite"), verify=False
+        )
         with open(result.path, "rb") as f:
             add("dense", f.read(), dense.evaluate(xt, yt, verbose=0)[1], total)
         for sparsity in args.sparsities:
-            stripped, nonzero = tfmot_variant(dense, sparsity, (x, y),
-                                              args.fine_tune_epochs, args.lr)
-            stripped.compile(metrics=["accuracy"], loss="sparse_categorical_crossentropy")
-            add(f"TF-MOT {sparsity:.0%} sparse", tflite_bytes_of_tf_keras(stripped),
-                stripped.evaluate(xt, yt, verbose=0)[1], nonzero)
-            small = kprune_variant(dense, nonzero, (x, y), args.fine_tune_epochs, args.lr)
+            stripped, nonzero = tfmot_variant(
+                dense, sparsity, (x, y), args.fine_tune_epochs, args.lr
+            )
+            stripped.compile(
+                metrics=["accuracy"], loss="sparse_categorical_crossentropy"
+            )
+            add(
+                f"TF-MOT {sparsity:.0%} sparse",
+                tflite_bytes_of_tf_keras(stripped),
+                stripped.evaluate(xt, yt, verbose=0)[1],
+                nonzero,
+            )
+            small = kprune_variant(
+                dense, nonzero, (x, y), args.fine_tune_epochs, args.lr
+            )
             path = os.path.join(tmp, f"k{sparsity}.tflite")
             kprune.export_tflite(small, path)
             with open(path, "rb") as f:
-                add(f"kprune, same params as TF-MOT {sparsity:.0%}", f.read(),
-                    small.evaluate(xt, yt, verbose=0)[1], small.count_params())
+                add(
+                    f"kprune, same params as TF-MOT {sparsity:.0%}",
+                    f.read(),
+                    small.evaluate(xt, yt, verbose=0)[1],
+                    small.count_params(),
+                )
             print(f"  measured sparsity {sparsity}", flush=True)
         timings = kprune.benchmark_tflite([r["path"] for r in rows], runs=args.runs)
         for row, timing in zip(rows, timings):
@@ -147,19 +181,34 @@ def main(argv=None):
             row["speedup"] = timings[0].median_ms / timing.median_ms
 
     table = [
-        (r["variant"], f"{r['nonzero_params']:,}", f"{r['bytes'] / 1024:.1f}",
-         f"{r['gzip_bytes'] / 1024:.1f}", f"{r['median_ms']:.3f}",
-         f"{r['speedup']:.2f}x", f"{r['accuracy']:.4f}")
+        (
+            r["variant"],
+            f"{r['nonzero_params']:,}",
+            f"{r['bytes'] / 1024:.1f}",
+            f"{r['gzip_bytes'] / 1024:.1f}",
+            f"{r['median_ms']:.3f}",
+            f"{r['speedup']:.2f}x",
+            f"{r['accuracy']:.4f}",
+        )
         for r in rows
     ]
     print()
-    print(format_table(
-        ["variant", "non-zero params", "TFLite KiB", "gzip KiB", "median ms",
-         "speed-up", "test acc"],
-        table,
-        title=f"TF-MOT against kprune on MNIST (float32 TFLite, LiteRT 1 thread, "
-        f"median of {args.runs} interleaved runs)",
-    ))
+    print(
+        format_table(
+            [
+                "variant",
+                "non-zero params",
+                "TFLite KiB",
+                "gzip KiB",
+                "median ms",
+                "speed-up",
+                "test acc",
+            ],
+            table,
+            title=f"TF-MOT against kprune on MNIST (float32 TFLite, LiteRT 1 thread, "
+            f"median of {args.runs} interleaved runs)",
+        )
+    )
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as f:

@@ -111,3 +111,50 @@ def test_lambda_model_shrinks_around_the_lambda():
     small = models.assert_exact(model, plan)
     assert small.get_layer("before").filters == 6
     assert small.get_layer("double").function is model.get_layer("double").function
+
+
+def test_per_channel_layers_are_sliced():
+    """Layers that do not map 0 to 0 are outside the exactness check; slice them."""
+    from kprune.graph import keras_graph
+
+    layer_scale = keras_graph.convnext_layer_scale()
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 1, name="c")(inp)
+    x = keras.layers.Normalization(
+        axis=-1, mean=list(range(8)), variance=[1.0 + i for i in range(8)], name="norm"
+    )(x)
+    x = keras.layers.LayerNormalization(name="ln")(x)
+    x = layer_scale(0.5, 8, name="scale")(x)
+    x = keras.layers.Dense(6, name="d4")(x)
+    out = keras.layers.Conv2D(2, 1)(x)
+    model = models.randomize(keras.Model(inp, out))
+    plan = kprune.plan(model, ratio=0.5)
+    kept = list(plan.groups["c"].keep)
+    small = kprune.shrink(model, plan)
+
+    norm = small.get_layer("norm").get_config()
+    assert norm["mean"] == [float(i) for i in kept]
+    assert norm["variance"] == [1.0 + i for i in kept]
+    old_ln, new_ln = model.get_layer("ln"), small.get_layer("ln")
+    np.testing.assert_array_equal(
+        new_ln.get_weights()[0], old_ln.get_weights()[0][kept]
+    )
+    assert small.get_layer("scale").projection_dim == 4
+    np.testing.assert_array_equal(
+        small.get_layer("scale").get_weights()[0],
+        model.get_layer("scale").get_weights()[0][kept],
+    )
+    rows, cols = kept, list(plan.groups["d4"].keep)
+    np.testing.assert_array_equal(
+        small.get_layer("d4").get_weights()[0],
+        model.get_layer("d4").get_weights()[0][rows][:, cols],
+    )
+    # With no channel removed from those layers' inputs, outputs are unchanged.
+    keep_all = kprune.plan(model, ratio=0.0)
+    x = models.inputs_for(model)
+    np.testing.assert_allclose(
+        models.outputs(kprune.shrink(model, keep_all), x)[0],
+        models.outputs(model, x)[0],
+        rtol=1e-6,
+        atol=1e-6,
+    )

@@ -47,7 +47,11 @@ def variants(model, round_tos):
     yield "dense", model, 1
     for round_to in round_tos:
         for label, target in TARGETS.items():
-            plan = kprune.plan(model, criterion="l1", round_to=round_to, **target)
+            try:
+                plan = kprune.plan(model, criterion="l1", round_to=round_to, **target)
+            except ValueError as error:  # a FLOPs budget that rounding cannot meet
+                print(f"  skipped {label}, round_to={round_to}: {error}", flush=True)
+                continue
             yield label, kprune.shrink(model, plan), round_to
 
 
@@ -94,7 +98,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--round-to", nargs="+", type=int, default=[1, 8, 16])
+    parser.add_argument("--round-to", nargs="+", type=int, default=[1, 8, 16, 32])
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 

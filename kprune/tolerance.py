@@ -109,10 +109,18 @@ def prune_to_tolerance(
 
     current = rebuild(model, copy_layer)  # a compiled copy; `model` stays as it is
     accepted = 0
+    rejected: set = set()  # cuts tried and rejected since the last accepted round
     for index in range(max_rounds):
         if step < min_step:
             break
         p = schedule.plan_step(current, accepted, step=step, data=train_data)
+        while _cut(p) in rejected and step >= min_step:
+            # A smaller step that rounds to a cut already rejected: halve again
+            # rather than fine-tune the same model twice.
+            step /= 2
+            p = schedule.plan_step(current, accepted, step=step, data=train_data)
+        if step < min_step:
+            break
         if p.channels_after == p.channels_before:
             report.rounds[-1].note = "nothing left to prune"
             break
@@ -149,6 +157,13 @@ def prune_to_tolerance(
             )
         if ok:
             current, accepted = candidate, accepted + 1
+            rejected.clear()
         else:
+            rejected.add(_cut(p))
             step /= 2
     return current, report
+
+
+def _cut(plan) -> tuple:
+    """What a plan removes, as a hashable value."""
+    return tuple(sorted((name, d.keep) for name, d in plan.groups.items()))

@@ -120,3 +120,28 @@ def test_progress_is_printed(trained, capsys):
     out = capsys.readouterr().out
     assert "baseline accuracy" in out and "round 1" in out
     assert np.isfinite(trained.count_params())
+
+
+def test_a_cut_already_rejected_is_not_fine_tuned_again():
+    """Halving the step can round to the very cut just rejected; skip it."""
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.ReLU()(keras.layers.Conv2D(2, 3, name="c")(inp))
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out)
+    tuned = []
+    scores = iter([1.0] + [0.0] * 10)  # the baseline, then every round fails
+    small, report = kprune.prune_to_tolerance(
+        model,
+        None,
+        None,
+        tolerance=0.1,
+        metric=lambda m: next(scores),
+        step=0.4,
+        by="flops",
+        fine_tune_fn=tuned.append,
+        verbose=0,
+    )
+    # Keeping 1 of the 2 filters is the only cut for steps 0.4, 0.2, 0.1 and 0.05.
+    assert len(tuned) == 1 and len(report.rounds) == 2
+    assert not report.rounds[1].accepted
+    assert small.count_params() == model.count_params()

@@ -1,0 +1,50 @@
+"""The examples run end to end (with fewer epochs than their defaults).
+
+CI also runs `examples/quickstart.py` with its defaults, as the README says.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_example(name, args, cwd):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", name), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_quickstart(tmp_path):
+    out = run_example(
+        "quickstart.py",
+        ["--epochs", "1", "--fine-tune-epochs", "1", "--out", "q"],
+        tmp_path,
+    )
+    assert "kprune quick start (keep 30% of FLOPs)" in out
+    assert "LiteRT ms (median, 1 thread)" in out and "faster" in out
+    assert (tmp_path / "q" / "pruned.tflite").exists()
+
+
+@pytest.mark.slow
+def test_segmentation(tmp_path):
+    if importlib.util.find_spec("stardist") is None:
+        pytest.skip("pip install --no-deps stardist (the image ships in its wheel)")
+    args = ["--epochs", "2", "--crops", "64", "--base", "8", "--max-rounds", "2"]
+    out = run_example("segmentation.py", args + ["--out", "s"], tmp_path)
+    assert "nuclei segmentation, tolerance 0.01" in out
+    assert "test foreground IoU" in out and "faster" in out
+    assert (tmp_path / "s" / "pruned.tflite").exists()

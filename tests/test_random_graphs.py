@@ -1,8 +1,14 @@
-"""Property-based: surgery is exact on randomly generated graphs.
+"""Property-based: DESIGN.md's invariants on randomly generated graphs.
 
-Hypothesis draws a random mix of conv, BN+ReLU, add, concat, depthwise, grouped
-and separable convs and pooling; a random plan is applied; `shrink` must give the
-outputs of the model with the removed channels zeroed, and keep output shapes.
+Hypothesis draws a random mix of conv, BN+ReLU, add, concat, depthwise, grouped,
+separable and transposed convs, Dense on 4-D tensors, pooling and an opaque
+Lambda. On each graph:
+
+1. the caller's model is never changed (plan, shrink, zero_pruned, wrap, unwrap);
+2. `shrink` gives the outputs of the model with the removed channels zeroed;
+3. `unwrap(wrap(m))` and `shrink(wrapped)` keep the wrapped model's outputs;
+4. output shapes stay;
+5. the channels a Lambda touches are frozen, with the reason, and kept.
 """
 
 import keras
@@ -14,7 +20,23 @@ from keras import layers
 import kprune
 from tests import models
 
-OPS = ("conv", "bn_relu", "add", "concat", "depthwise", "grouped", "separable", "pool")
+OPS = (
+    "conv",
+    "bn_relu",
+    "add",
+    "concat",
+    "depthwise",
+    "grouped",
+    "separable",
+    "transpose",
+    "dense",
+    "pool",
+    "opaque",
+)
+
+
+def double(t):
+    return t * 2.0
 
 
 @st.composite
@@ -53,8 +75,16 @@ def random_model(draw):
             y = layers.SeparableConv2D(
                 draw(st.sampled_from([4, 8])), 3, padding="same"
             )(x)
+        elif op == "transpose":
+            y = layers.Conv2DTranspose(
+                draw(st.sampled_from([4, 6])), 3, padding="same"
+            )(x)
+        elif op == "dense":
+            y = layers.Dense(draw(st.sampled_from([4, 6])), activation="relu")(x)
         elif op == "pool" and spatial[0] > 2:
             y = layers.MaxPooling2D()(x)
+        elif op == "opaque":
+            y = layers.Lambda(double, name=f"opaque{len(tensors)}")(x)
         else:
             continue
         tensors.append(y)
@@ -78,13 +108,75 @@ def random_model(draw):
 )
 def test_random_graphs_shrink_exactly(model, ratio, seed, criterion):
     model = models.randomize(model, seed)
+    before = snapshot(model)
     plan = kprune.plan(model, criterion=criterion, ratio=ratio, seed=seed)
     small = models.assert_exact(model, plan)
+    assert_unchanged(model, before)
     for a, b in zip(model.outputs, small.outputs):
         assert tuple(a.shape) == tuple(b.shape)
     assert plan.macs_after == kprune.profile(small).macs
     if plan.channels_after < plan.channels_before:
         assert small.count_params() < model.count_params()
+    check_opaque_layers_kept(model, small)
+
+
+def snapshot(model):
+    x = models.inputs_for(model)
+    return x, models.weights_of(model), model.get_config(), models.outputs(model, x)
+
+
+def assert_unchanged(model, before):
+    x, weights, config, outputs = before
+    for a, b in zip(weights, models.weights_of(model)):
+        np.testing.assert_array_equal(a, b)
+    assert model.get_config() == config
+    for a, b in zip(outputs, models.outputs(model, x)):
+        np.testing.assert_array_equal(a, b)
+
+
+def check_opaque_layers_kept(model, small):
+    g = kprune.graph(model)
+    for layer in model.layers:
+        if not layer.name.startswith("opaque"):
+            continue
+        groups = g.groups_of(layer.name)
+        assert groups and all(grp.frozen for grp in groups)
+        assert all(
+            any(f"Lambda '{layer.name}'" in r for r in grp.reasons) for grp in groups
+        )
+        new = small.get_layer(layer.name)
+        assert tuple(new.input.shape) == tuple(layer.input.shape)
+        assert tuple(new.output.shape) == tuple(layer.output.shape)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    model=random_model(),
+    seed=st.integers(0, 1000),
+    init=st.sampled_from(["uniform", "normal", "l1"]),
+    masked=st.floats(0.0, 0.7),
+)
+def test_random_graphs_fold_exactly(model, seed, init, masked):
+    model = models.randomize(model, seed)
+    before = snapshot(model)
+    wrapped = kprune.wrap(model, init=init, seed=seed)
+    assert_unchanged(model, before)
+    if masked:
+        kprune.set_masks(
+            wrapped, kprune.plan(wrapped, criterion="random", ratio=masked)
+        )
+    x = before[0]
+    want = models.outputs(wrapped, x)
+    wrapped_before = snapshot(wrapped)
+    for other in (kprune.unwrap(wrapped), kprune.shrink(wrapped)):
+        assert not kprune.layers.is_wrapped(other)
+        for a, b in zip(want, models.outputs(other, x)):
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+    assert_unchanged(wrapped, wrapped_before)
 
 
 @settings(

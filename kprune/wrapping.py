@@ -60,8 +60,9 @@ def wrap(
         `kprune.unwrap(wrapped)`.
 
     Raises:
-        ValueError: for an unknown `init`, an already wrapped model, or `layers`
-            that cannot carry multipliers (the message says why).
+        ValueError: for an unknown `init`, an already wrapped model, a model with
+            nothing to wrap, or `layers` that cannot carry multipliers (the
+            message says why).
     """
     if is_wrapped(model):
         raise ValueError(
@@ -71,6 +72,12 @@ def wrap(
     _check_init(init)
     g = build_graph(model)
     targets = _targets(g, layers)
+    if not targets:
+        raise ValueError(
+            f"model '{model.name}' has no filters kprune can give multipliers to: "
+            "no prunable channel group is made by a Conv or Dense layer. "
+            "kprune.graph(model).explain() says why each group is frozen."
+        )
     rng = np.random.default_rng(seed)
     regularizer = (
         keras.regularizers.L1(float(regularizer))

@@ -13,11 +13,13 @@ Lambda. On each graph:
 
 import keras
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras import layers
 
 import kprune
+from kprune.layers import wrapper_class
 from tests import models
 
 OPS = (
@@ -53,7 +55,10 @@ def random_model(draw):
             kernel = draw(st.sampled_from([1, 3]))
             y = layers.Conv2D(filters, kernel, padding="same", activation="relu")(x)
         elif op == "bn_relu":
-            y = layers.ReLU()(layers.BatchNormalization()(x))
+            bn = layers.BatchNormalization(
+                scale=draw(st.booleans()), center=draw(st.booleans())
+            )
+            y = layers.ReLU()(bn(x))
         elif op == "add":
             other = draw(st.sampled_from(peers))
             if other.shape[-1] != channels:
@@ -163,6 +168,11 @@ def check_opaque_layers_kept(model, small):
 def test_random_graphs_fold_exactly(model, seed, init, masked):
     model = models.randomize(model, seed)
     before = snapshot(model)
+    g = kprune.graph(model)
+    if not any(wrapper_class(m.layer) for grp in g.prunable for m in grp.producers()):
+        with pytest.raises(ValueError, match="no filters kprune can give"):
+            kprune.wrap(model)
+        return
     wrapped = kprune.wrap(model, init=init, seed=seed)
     assert_unchanged(model, before)
     if masked:

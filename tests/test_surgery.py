@@ -158,3 +158,16 @@ def test_per_channel_layers_are_sliced():
         rtol=1e-6,
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize("scale, center", [(False, True), (False, False)])
+def test_batchnorm_without_gamma_is_exact(scale, center):
+    """BN(scale=False), as in InceptionV3, maps a zeroed channel to -mean/std
+    unless its moving mean is zeroed too; shrink must match the zeroed model."""
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c")(inp)
+    x = keras.layers.BatchNormalization(scale=scale, center=center)(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(4, 3, padding="same")(x)
+    model = models.randomize(keras.Model(inp, keras.layers.GlobalMaxPooling2D()(x)))
+    models.assert_exact(model, kprune.plan(model, ratio=0.5))

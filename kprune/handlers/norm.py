@@ -60,7 +60,15 @@ def _last_axis(axis, rank: int) -> bool:
 
 
 class BatchNormHandler(ChannelwiseHandler):
-    zeroed = ("gamma", "beta")
+    """BatchNormalization over the channel axis.
+
+    A removed channel is zeroed through `gamma`, `beta` and `moving_mean`: a
+    BatchNorm built with `scale=False` (as in InceptionV3) has no `gamma`, and
+    maps 0 to `-moving_mean / sqrt(moving_variance + epsilon)` unless the mean
+    is zeroed too.
+    """
+
+    zeroed = ("gamma", "beta", "moving_mean")
 
     def unsupported(self, call):
         if not _last_axis(call.layer.axis, len(call.input.shape)):

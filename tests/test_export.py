@@ -30,8 +30,13 @@ def test_float_export_matches_keras_with_two_inputs_and_outputs(tmp_path):
     assert "float32" in str(result) and "max abs error" in str(result)
 
 
+# InceptionResNetV2 (54M parameters) is left out to keep the suite fast; its
+# layers export like the others'.
+EXPORTED = sorted(set(test_zoo.APPLICATIONS) - {"InceptionResNetV2"})
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(test_zoo.APPLICATIONS))
+@pytest.mark.parametrize("name", EXPORTED)
 def test_pruned_zoo_exports_within_1e4(name, tmp_path):
     build, size = test_zoo.APPLICATIONS[name]
     small = kprune.prune(

@@ -223,3 +223,20 @@ def test_group_lookup_and_fingerprint():
     keras.backend.clear_session()
     assert g.fingerprint() == kprune.graph(models.vgg()).fingerprint()
     assert g.fingerprint() != kprune.graph(models.resnet()).fingerprint()
+
+
+def test_inception_resnet_scale_layer_couples_like_an_add():
+    """InceptionResNetV2's CustomScaleLayer computes x + scale * y."""
+    from kprune.graph import keras_graph
+
+    scale_layer = keras_graph.inception_resnet_scale()
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 1, name="stem")(inp)
+    y = layers.Conv2D(6, 3, padding="same", name="branch")(x)
+    x = scale_layer(0.2, name="scaled_add")([x, y])
+    out = layers.Conv2D(2, 1)(layers.ReLU()(x))
+    model = models.randomize(keras.Model(inp, out))
+    g = kprune.graph(model)
+    grp = group_with(g, "stem")
+    assert grp is group_with(g, "branch") and not grp.frozen
+    models.assert_exact(model, kprune.plan(model, ratio=0.5))

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import keras
 from keras.src.activations import activations as _activations
 from keras.src.applications import convnext as _convnext
+from keras.src.applications import inception_resnet_v2 as _inception_resnet_v2
 from keras.src.models.functional import Functional as _Functional
 from keras.src.ops import core as _ops_core
 from keras.src.ops import nn as _ops_nn
@@ -229,6 +230,11 @@ def copy_lambda(layer: keras.layers.Lambda) -> keras.layers.Lambda:
 def convnext_layer_scale() -> type | None:
     """ConvNeXt's `LayerScale`, which Keras defines but does not export."""
     return getattr(_convnext, "LayerScale", None)
+
+
+def inception_resnet_scale() -> type | None:
+    """InceptionResNetV2's `CustomScaleLayer` (`x + scale * y`), not exported."""
+    return getattr(_inception_resnet_v2, "CustomScaleLayer", None)
 
 
 def operation_class():

@@ -96,7 +96,8 @@ _BUILTINS = [
         _layer_classes(["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"])
         + keras_graph.ops_classes(
             ["Add", "Subtract", "Multiply", "Maximum", "Minimum"]
-        ),
+        )
+        + [c for c in [keras_graph.inception_resnet_scale()] if c],
         MergeHandler(),
     ),
     (

@@ -94,9 +94,7 @@ _BUILTINS = [
     (keras_graph.ops_classes(_PASS_THROUGH_OPS), PassThroughHandler()),
     (
         _layer_classes(["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"])
-        + keras_graph.ops_classes(
-            ["Add", "Subtract", "Multiply", "Maximum", "Minimum"]
-        )
+        + keras_graph.ops_classes(["Add", "Subtract", "Multiply", "Maximum", "Minimum"])
         + [c for c in [keras_graph.inception_resnet_scale()] if c],
         MergeHandler(),
     ),

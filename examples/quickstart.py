@@ -17,7 +17,6 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table, human  # noqa: E402
 
 
 def build_cnn() -> keras.Model:
@@ -78,43 +77,12 @@ def main(argv=None):
     timings = kprune.benchmark_tflite([paths["dense"], paths["pruned"]], runs=50)
 
     before, after = kprune.profile(model), kprune.profile(small)
-    rows = [
-        (
-            "params",
-            f"{before.params:,}",
-            f"{after.params:,}",
-            f"{after.params / before.params:.2f}x",
-        ),
-        (
-            "MACs",
-            human(before.macs),
-            human(after.macs),
-            f"{after.macs / before.macs:.2f}x",
-        ),
-        (
-            "test accuracy",
-            f"{acc_before:.4f}",
-            f"{acc_after:.4f}",
-            f"{acc_after - acc_before:+.4f}",
-        ),
-        (
-            "TFLite KiB",
-            f"{timings[0].bytes / 1024:.1f}",
-            f"{timings[1].bytes / 1024:.1f}",
-            f"{timings[1].bytes / timings[0].bytes:.2f}x",
-        ),
-        (
-            "LiteRT ms (median, 1 thread)",
-            f"{timings[0].median_ms:.3f}",
-            f"{timings[1].median_ms:.3f}",
-            f"{timings[0].median_ms / timings[1].median_ms:.2f}x faster",
-        ),
-    ]
     print()
     print(
-        format_table(
-            ["", "before", "after", "change"],
-            rows,
+        before.compare(
+            after,
+            metrics={"test accuracy": (acc_before, acc_after)},
+            timings=timings,
             title=f"kprune quick start (keep {args.flops:.0%} of FLOPs)",
         )
     )

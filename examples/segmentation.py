@@ -23,7 +23,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table, human  # noqa: E402
 
 TILE = 64
 
@@ -124,53 +123,16 @@ def main(argv=None):
     before, after = kprune.profile(model), kprune.profile(small)
     acc = [m.evaluate(x_test, y_test, verbose=0)[1] for m in (model, small)]
     iou = [foreground_iou(m, x_test, y_test) for m in (model, small)]
-    rows = [
-        (
-            "params",
-            f"{before.params:,}",
-            f"{after.params:,}",
-            f"{after.params / before.params:.2f}x",
-        ),
-        (
-            "MACs",
-            human(before.macs),
-            human(after.macs),
-            f"{after.macs / before.macs:.2f}x",
-        ),
-        (
-            "test pixel accuracy",
-            f"{acc[0]:.4f}",
-            f"{acc[1]:.4f}",
-            f"{acc[1] - acc[0]:+.4f}",
-        ),
-        (
-            "test foreground IoU",
-            f"{iou[0]:.4f}",
-            f"{iou[1]:.4f}",
-            f"{iou[1] - iou[0]:+.4f}",
-        ),
-        (
-            "TFLite KiB",
-            f"{timings[0].bytes / 1024:.1f}",
-            f"{timings[1].bytes / 1024:.1f}",
-            f"{timings[1].bytes / timings[0].bytes:.2f}x",
-        ),
-        (
-            "LiteRT ms (median, 1 thread)",
-            f"{timings[0].median_ms:.2f}",
-            f"{timings[1].median_ms:.2f}",
-            f"{timings[0].median_ms / timings[1].median_ms:.2f}x faster",
-        ),
-    ]
     print()
     print(
-        format_table(
-            ["", "U-Net", "pruned", "change"],
-            rows,
+        before.compare(
+            after,
+            names=("U-Net", "pruned"),
+            metrics={"test pixel accuracy": acc, "test foreground IoU": iou},
+            timings=timings,
             title=f"nuclei segmentation, tolerance {args.tolerance}",
         )
     )
-    return rows
 
 
 if __name__ == "__main__":

@@ -68,20 +68,70 @@ class Profile:
             f"{human(self.macs)} MACs, {human(self.flops)} FLOPs per sample"
         )
 
-    def compare(self, other: "Profile", names=("before", "after")) -> str:
-        """A before/after table of params, MACs and FLOPs against `other`."""
-        rows = []
-        for label, a, b in (
-            ("params", self.params, other.params),
-            ("MACs", self.macs, other.macs),
-            ("FLOPs", self.flops, other.flops),
-        ):
-            ratio = f"{b / a:.3f}x" if a else "-"
-            rows.append((label, human(a), human(b), ratio))
-        return format_table(["", names[0], names[1], "ratio"], rows)
+    def compare(
+        self,
+        other: "Profile",
+        names=("before", "after"),
+        *,
+        metrics: dict | None = None,
+        timings=None,
+        title: str = "",
+    ) -> str:
+        """A before/after table against `other` (the pruned model's profile).
+
+        Args:
+            other: the profile to compare with.
+            names: the two column titles.
+            metrics: `{"test accuracy": (before, after), ...}`: rows of metric
+                values, with their difference.
+            timings: two `kprune.TFLiteBenchmark`s (before, after) from
+                `kprune.benchmark_tflite`: rows of file size and latency.
+            title: a line above the table.
+
+        Returns:
+            The table as text: one row per figure, then the change (a ratio for
+            sizes and counts, a difference for metrics, a speed-up for latency).
+        """
+        rows = [
+            ("params", f"{self.params:,}", f"{other.params:,}"),
+            ("MACs", human(self.macs), human(other.macs)),
+            ("FLOPs", human(self.flops), human(other.flops)),
+        ]
+        counts = [
+            (self.params, other.params),
+            (self.macs, other.macs),
+            (self.flops, other.flops),
+        ]
+        rows = [row + (_ratio(a, b),) for row, (a, b) in zip(rows, counts)]
+        for label, (a, b) in (metrics or {}).items():
+            rows.append((label, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}"))
+        if timings is not None:
+            a, b = timings
+            rows.append(
+                (
+                    "TFLite KiB",
+                    f"{a.bytes / 1024:.1f}",
+                    f"{b.bytes / 1024:.1f}",
+                    _ratio(a.bytes, b.bytes),
+                )
+            )
+            rows.append(
+                (
+                    f"LiteRT ms (median, {a.threads} thread"
+                    f"{'s' if a.threads > 1 else ''})",
+                    f"{a.median_ms:.3f}",
+                    f"{b.median_ms:.3f}",
+                    f"{a.median_ms / b.median_ms:.2f}x faster",
+                )
+            )
+        return format_table(["", names[0], names[1], "change"], rows, title=title)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "flops": self.flops}
+
+
+def _ratio(before, after) -> str:
+    return f"{after / before:.2f}x" if before else "-"
 
 
 def _shape(shape) -> str:

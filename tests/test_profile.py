@@ -52,7 +52,33 @@ def test_profile_prints_a_table_and_compares():
     text = str(before)
     assert "dense" in text and "MACs" in text and "FLOPs per sample" in text
     table = before.compare(after)
-    assert "params" in table and "ratio" in table
+    assert "params" in table and "change" in table
+    ratio = f"{after.macs / before.macs:.2f}x"
+    assert any(line.startswith("MACs") and ratio in line for line in table.split("\n"))
+
+
+def test_compare_adds_metrics_and_timings():
+    before = kprune.profile(models.vgg())
+    after = kprune.profile(kprune.prune(models.vgg(), ratio=0.5))
+    timings = [
+        kprune.TFLiteBenchmark("a.tflite", 4096, 1, 10, 2.0, 2.2, 2.1, 1.9),
+        kprune.TFLiteBenchmark("b.tflite", 1024, 1, 10, 0.5, 0.6, 0.55, 0.45),
+    ]
+    table = before.compare(
+        after,
+        names=("dense", "pruned"),
+        metrics={"accuracy": (0.9, 0.88)},
+        timings=timings,
+        title="vgg",
+    )
+    lines = table.split("\n")
+    assert lines[0] == "vgg" and "dense" in lines[1] and "pruned" in lines[1]
+    assert any(line.startswith("accuracy") and "-0.0200" in line for line in lines)
+    assert any(line.startswith("TFLite KiB") and "0.25x" in line for line in lines)
+    assert any(
+        "LiteRT ms (median, 1 thread)" in line and "4.00x faster" in line
+        for line in lines
+    )
     assert before.to_dict()["flops"] == before.flops
 
 

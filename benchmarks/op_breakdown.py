@@ -29,19 +29,11 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+from tflite_speedup import MODELS  # noqa: E402  (the same three models)
 
 import kprune  # noqa: E402
 from kprune.report import format_table  # noqa: E402
 
-MODELS = {
-    "mobilenetv2": lambda: keras.applications.MobileNetV2(
-        weights=None, input_shape=(128, 128, 3), classes=10
-    ),
-    "resnet50": lambda: keras.applications.ResNet50(
-        weights=None, input_shape=(96, 96, 3), classes=10
-    ),
-    "unet": lambda: kprune.zoo.unet((128, 128, 3), base=32, depth=4, classes=2),
-}
 TIMED = (
     keras.layers.Conv2D,
     keras.layers.DepthwiseConv2D,

@@ -7,12 +7,10 @@ here before a user finds it.
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.scripts import ROOT, run_python
 
 
 def readme_block(heading: str) -> str:
@@ -27,17 +25,7 @@ def readme_block(heading: str) -> str:
 @pytest.mark.slow
 def test_readme_api_block_runs(tmp_path):
     code = readme_block("The API in one screen")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    out = result.stdout
+    out = run_python(["-c", code], tmp_path)
     assert "FLOPs per sample" in out  # print(kprune.profile(model))
     assert "Channel graph of 'resnet50'" in out  # print(g.explain())
     assert "Pruning plan for 'resnet50'" in out  # print(plan)

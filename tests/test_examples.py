@@ -5,26 +5,14 @@ CI also runs `examples/quickstart.py` with its defaults, as the README says.
 
 import importlib.util
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.scripts import ROOT, run_python
 
 
 def run_example(name, args, cwd):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", name), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result.stdout
+    return run_python([os.path.join(ROOT, "examples", name), *args], cwd)
 
 
 @pytest.mark.slow

@@ -113,6 +113,7 @@ class PruningPlan:
         return self.summary()
 
     def to_dict(self) -> dict:
+        """The plan as plain Python data (lists, dicts, numbers, strings)."""
         data = asdict(self)
         for g in data["groups"].values():
             g["keep"] = list(g["keep"])
@@ -128,6 +129,7 @@ class PruningPlan:
 
     @classmethod
     def from_dict(cls, data: dict) -> "PruningPlan":
+        """The plan that `to_dict()` described."""
         groups = {
             name: GroupPlan(g["name"], int(g["size"]), tuple(int(i) for i in g["keep"]))
             for name, g in data["groups"].items()
@@ -140,6 +142,7 @@ class PruningPlan:
 
     @classmethod
     def from_json(cls, text_or_path: str) -> "PruningPlan":
+        """A plan from `to_json()` output: the JSON text, or a file holding it."""
         text = text_or_path
         if not text_or_path.lstrip().startswith("{"):
             with open(text_or_path) as f:

@@ -119,6 +119,7 @@ class PruningReport:
         return accepted[-1] if accepted else self.baseline
 
     def table(self) -> str:
+        """One row per round: criterion, step, params, MACs, FLOPs, metric."""
         rows = [
             (
                 r.round,
@@ -150,4 +151,5 @@ class PruningReport:
         return self.table()
 
     def to_dict(self) -> dict:
+        """The report as plain Python data."""
         return asdict(self)

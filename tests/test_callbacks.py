@@ -247,3 +247,25 @@ def test_resumes_from_backup_and_restore(tmp_path):
     )
     assert resumed.history["pruning_kept_channels"][-1] == pytest.approx(0.4, abs=0.02)
     assert models.weights_of(model)  # the restored model trains on
+
+
+def test_verbose_prints_one_line_per_step(capsys):
+    train, _ = small_data(256)
+    model = wrapped_cnn()
+    model.fit(
+        *train,
+        epochs=3,
+        batch_size=64,
+        verbose=0,
+        callbacks=[kprune.PruningCallback(ratio=0.5, end_epoch=2, verbose=1)],
+    )
+    lines = [
+        line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("PruningCallback")
+    ]
+    assert [line.split(":")[0] for line in lines] == [
+        "PruningCallback epoch 1",
+        "PruningCallback epoch 2",
+    ]
+    assert "target 0.500" in lines[-1] and "FLOPs" in lines[-1]

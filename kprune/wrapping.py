@@ -3,7 +3,9 @@
 `wrap` gives every filter of every prunable group a trainable multiplier. The
 multiplier sits on the layer that makes the filter, or, when a BatchNormalization
 follows that layer, on the BatchNorm: batch statistics would divide out a scale
-applied before them, so it would never learn (see docs/importance.md).
+applied before them, so it would never learn (see docs/importance.md). Every
+other BatchNorm the channels pass through carries a multiplier and a mask too, so
+a masked channel is zero everywhere, as in the shrunk model.
 
 `set_masks(model, plan)` writes a plan into the masks (0 = removed); `masks_plan`
 reads the masks back as a plan, which is what `shrink(wrapped)` uses.
@@ -46,7 +48,9 @@ def wrap(
             norm of its layer; `"bn_gamma"` uses |gamma| of the BatchNorm the
             multiplier sits on, divided by its mean (1 where there is none); a
             number sets them all; a callable `f(layer, channels) -> array` gets
-            the layer that makes the filters.
+            the layer that makes the filters. A BatchNorm that does not follow
+            one filter-making layer directly (pre-activation nets) starts at 1
+            under `"l1"`/`"l2"`, and the callable gets the BatchNorm.
         regularizer: L1 penalty weight on the multipliers (Network Slimming), or
             any Keras regularizer.
         non_negative: constrain the multipliers to be >= 0.
@@ -145,7 +149,11 @@ def _check_init(init):
 
 
 def _targets(g: ChannelGraph, names) -> dict[int, object]:
-    """`id(carrier layer) -> producer layer` for every multiplier to add."""
+    """`id(carrier layer) -> producer layer` for every multiplier to add.
+
+    The producer is None for a BatchNorm that carries a multiplier without
+    following a single filter-making layer directly.
+    """
     producers = {}
     for group in g.prunable:
         for member in group.producers():
@@ -170,12 +178,28 @@ def _targets(g: ChannelGraph, names) -> dict[int, object]:
         norm = g.norm_after(call)
         carrier = norm.layer if norm is not None else producer
         targets[id(carrier)] = producer
+    # A BatchNorm further along maps a masked (zero) channel to the constant
+    # beta - gamma * mean / std, which the next layers would still see; the shrunk
+    # model has no such channel. Each of them gets a multiplier and a mask too, so
+    # masking a channel zeroes it everywhere (pre-activation nets: DenseNet,
+    # ResNetV2; a BN after a BN).
+    chosen = {id(layer) for layer in producers.values()}
+    for group in g.prunable:
+        if not any(id(m.layer) in chosen for m in group.producers()):
+            continue
+        for member in group.members:
+            if (
+                member.role == "through"
+                and isinstance(member.layer, keras.layers.BatchNormalization)
+                and id(member.layer) not in targets
+            ):
+                targets[id(member.layer)] = None
     return targets
 
 
 def _initial_importance(init, producer, carrier, channels, rng) -> np.ndarray:
     if callable(init):
-        values = np.asarray(init(producer, channels), dtype=np.float64)
+        values = np.asarray(init(producer or carrier, channels), dtype=np.float64)
     elif isinstance(init, (int, float)):
         values = np.full(channels, float(init))
     elif init == "ones":
@@ -187,6 +211,8 @@ def _initial_importance(init, producer, carrier, channels, rng) -> np.ndarray:
     elif init == "bn_gamma":
         gamma = _gamma(carrier)
         values = np.ones(channels) if gamma is None else _per_layer(np.abs(gamma))
+    elif producer is None:  # "l1" / "l2" on a BatchNorm with no filters of its own
+        values = np.ones(channels)
     else:
         weights = dict(zip([v.name for v in producer.weights], producer.get_weights()))
         filters = get_handler(producer).filters(producer, weights)
@@ -194,8 +220,8 @@ def _initial_importance(init, producer, carrier, channels, rng) -> np.ndarray:
         values = _per_layer(np.linalg.norm(filters, ord=order, axis=1))
     if values.shape != (channels,):
         raise ValueError(
-            f"init for layer '{producer.name}' gave shape {values.shape}; expected "
-            f"({channels},)"
+            f"init for layer '{(producer or carrier).name}' gave shape "
+            f"{values.shape}; expected ({channels},)"
         )
     return values
 

@@ -292,3 +292,35 @@ def test_wrap_refuses_a_model_with_nothing_to_wrap():
     model = keras.Model(inp, layers.Conv2D(2, 1)(x))
     with pytest.raises(ValueError, match="no filters kprune can give.*explain"):
         kprune.wrap(model)
+
+
+def pre_activation_net():
+    """DenseNet / ResNetV2 style: BatchNorms that do not follow a conv directly."""
+    inp = keras.Input((8, 8, 3))
+    stem = layers.Conv2D(8, 3, padding="same", name="stem")(inp)
+    x = layers.ReLU()(layers.BatchNormalization(name="pre_a")(stem))
+    grown = layers.Conv2D(4, 3, padding="same", name="grow")(x)
+    x = layers.Concatenate()([stem, grown])
+    x = layers.ReLU()(layers.BatchNormalization(name="pre_b")(x))
+    x = layers.Conv2D(6, 1, name="transition")(x)
+    x = layers.BatchNormalization(name="bn_c")(x)
+    x = layers.ReLU()(layers.BatchNormalization(name="bn_after_bn")(x))
+    out = layers.Dense(3)(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, out)
+
+
+def test_masks_zero_a_channel_at_every_batchnorm_it_passes():
+    """A BatchNorm maps a zero channel to beta - gamma * mean / std. Masking only
+    where the filter is made left that constant in the masked model, which then
+    differed from shrink(wrapped) (by 15% on DenseNet121 and ResNet50V2)."""
+    model = models.randomize(pre_activation_net())
+    wrapped = kprune.wrap(model, init="uniform")
+    masked_bns = {"pre_a", "pre_b", "bn_after_bn"}
+    assert masked_bns <= set(carriers_by_name(wrapped))
+    kprune.set_masks(wrapped, kprune.plan(wrapped, criterion="random", ratio=0.5))
+    x = models.inputs_for(model)
+    small = kprune.shrink(wrapped)
+    assert small.count_params() < model.count_params()
+    np.testing.assert_allclose(
+        models.outputs(small, x)[0], models.outputs(wrapped, x)[0], rtol=1e-4, atol=1e-5
+    )

@@ -157,3 +157,19 @@ def test_keras_cv_composite_blocks_are_frozen_with_a_reason():
     # Nothing kprune cannot read is ever pruned: shrinking changes nothing.
     small = kprune.prune(model, ratio=0.5)
     assert small.count_params() == model.count_params()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "build", [A.DenseNet121, A.ResNet50V2, A.MobileNetV2], ids=lambda b: b.__name__
+)
+def test_masked_model_equals_its_shrunk_model(build):
+    """The training-time path (wrap, mask, shrink) on real architectures."""
+    model = models.randomize(build(weights=None, input_shape=(32, 32, 3), classes=7))
+    wrapped = kprune.wrap(model, init="uniform")
+    kprune.set_masks(wrapped, kprune.plan(wrapped, criterion="random", ratio=0.3))
+    small = kprune.shrink(wrapped)
+    assert small.count_params() < model.count_params()
+    x = models.inputs_for(model)
+    want, got = models.outputs(wrapped, x)[0], models.outputs(small, x)[0]
+    np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max(), rtol=1e-4)

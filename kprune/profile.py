@@ -93,16 +93,13 @@ class Profile:
             sizes and counts, a difference for metrics, a speed-up for latency).
         """
         rows = [
-            ("params", f"{self.params:,}", f"{other.params:,}"),
-            ("MACs", human(self.macs), human(other.macs)),
-            ("FLOPs", human(self.flops), human(other.flops)),
+            (label, fmt(a), fmt(b), _ratio(a, b))
+            for label, fmt, a, b in (
+                ("params", "{:,}".format, self.params, other.params),
+                ("MACs", human, self.macs, other.macs),
+                ("FLOPs", human, self.flops, other.flops),
+            )
         ]
-        counts = [
-            (self.params, other.params),
-            (self.macs, other.macs),
-            (self.flops, other.flops),
-        ]
-        rows = [row + (_ratio(a, b),) for row, (a, b) in zip(rows, counts)]
         for label, (a, b) in (metrics or {}).items():
             rows.append((label, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}"))
         if timings is not None:

@@ -53,10 +53,15 @@ def kind(layer) -> str:
     return type(layer).__name__
 
 
+def input_tensors(layer) -> list:
+    return layer.input if isinstance(layer.input, list) else [layer.input]
+
+
 def isolated(layer) -> keras.Model:
     """The layer alone, on inputs of the shapes it sees in its model."""
-    tensors = layer.input if isinstance(layer.input, list) else [layer.input]
-    inputs = [keras.Input(batch_shape=(1,) + tuple(t.shape[1:])) for t in tensors]
+    inputs = [
+        keras.Input(batch_shape=(1,) + tuple(t.shape[1:])) for t in input_tensors(layer)
+    ]
     clone = layer.__class__.from_config(layer.get_config())
     out = clone(inputs if len(inputs) > 1 else inputs[0])
     if layer.weights:
@@ -72,8 +77,8 @@ def layer_rows(model, workdir: str, tag: str) -> list[dict]:
             continue
         path = os.path.join(workdir, f"{tag}_{layer.name}.tflite")
         kprune.export_tflite(isolated(layer), path, verify=False)
-        tensors = layer.input if isinstance(layer.input, list) else [layer.input]
-        values = sum(math.prod(t.shape[1:]) for t in tensors + [layer.output])
+        tensors = input_tensors(layer) + [layer.output]
+        values = sum(math.prod(t.shape[1:]) for t in tensors)
         rows.append(
             {
                 "layer": layer.name,

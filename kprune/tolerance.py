@@ -118,7 +118,8 @@ def prune_to_tolerance(
             # A smaller step that rounds to a cut already rejected: halve again
             # rather than fine-tune the same model twice.
             step /= 2
-            p = schedule.plan_step(current, accepted, step=step, data=train_data)
+            if step >= min_step:
+                p = schedule.plan_step(current, accepted, step=step, data=train_data)
         if step < min_step:
             break
         if p.channels_after == p.channels_before:

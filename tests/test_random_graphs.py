@@ -41,6 +41,18 @@ def double(t):
     return t * 2.0
 
 
+def examples(n: int):
+    """Hypothesis settings for these tests: `n` graphs, no deadline (TF is slow)."""
+    return settings(
+        max_examples=n,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+        ],
+    )
+
+
 @st.composite
 def random_model(draw):
     inp = keras.Input((8, 8, 3))
@@ -100,11 +112,7 @@ def random_model(draw):
     return keras.Model(inp, [logits, mask])
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@examples(25)
 @given(
     model=random_model(),
     ratio=st.floats(0.1, 0.8),
@@ -154,11 +162,7 @@ def check_opaque_layers_kept(model, small):
         assert tuple(new.output.shape) == tuple(layer.output.shape)
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@examples(15)
 @given(
     model=random_model(),
     seed=st.integers(0, 1000),
@@ -189,11 +193,7 @@ def test_random_graphs_fold_exactly(model, seed, init, masked):
     assert_unchanged(wrapped, wrapped_before)
 
 
-@settings(
-    max_examples=10,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@examples(10)
 @given(model=random_model())
 def test_groups_partition_the_channels(model):
     """Every channel of every traced tensor belongs to exactly one unit of one group."""

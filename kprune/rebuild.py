@@ -74,7 +74,8 @@ def _inputs_like(model, channels=None):
 
     `clone_model` would name them after the KerasTensors instead.
     """
-    flat = keras.tree.flatten(model.input)
+    structure = keras_graph.input_structure(model)
+    flat = keras.tree.flatten(structure)
     channels = channels or [None] * len(flat)
     inputs = []
     for kt, n in zip(flat, channels):
@@ -86,7 +87,7 @@ def _inputs_like(model, channels=None):
                 batch_shape=shape, dtype=kt.dtype, name=keras_graph.tensor_name(kt)
             )
         )
-    return keras.tree.pack_sequence_as(model.input, inputs)
+    return keras.tree.pack_sequence_as(structure, inputs)
 
 
 def _skip_random_init(layer) -> list:

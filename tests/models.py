@@ -247,7 +247,29 @@ def assorted(input_shape=(16, 16, 3), classes=5):
     return keras.Model(inp, layers.Dense(classes)(x), name="assorted")
 
 
+def sequential(input_shape=(16, 16, 3), classes=5):
+    """The first CNN most Keras users write: a top-level `keras.Sequential`."""
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            layers.Conv2D(8, 3, padding="same", activation="relu"),
+            layers.BatchNormalization(),
+            layers.MaxPooling2D(),
+            layers.Conv2D(16, 3, activation="relu"),
+            layers.BatchNormalization(),
+            layers.Conv2D(16, 3),
+            layers.ReLU(),
+            layers.Flatten(),
+            layers.Dense(32, activation="relu"),
+            layers.Dropout(0.1),
+            layers.Dense(classes),
+        ],
+        name="sequential_cnn",
+    )
+
+
 HAND_BUILT = {
+    "sequential": sequential,
     "vgg": vgg,
     "resnet": resnet,
     "unet": unet,

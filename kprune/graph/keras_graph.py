@@ -51,6 +51,15 @@ def check_graph_model(model: Any) -> None:
         )
 
 
+def input_structure(model: keras.Model):
+    """The model's inputs as the nested structure it is called with.
+
+    `model.input` raises on a top-level `Sequential` that was built from a
+    `keras.Input` but never called; its inner functional model knows them.
+    """
+    return _inner_function(model).input
+
+
 def _inner_function(obj: Any):
     """The `Functional` that holds the graph of `obj`, or None."""
     if isinstance(obj, keras.Sequential):

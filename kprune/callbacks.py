@@ -12,12 +12,15 @@ in the wrappers' `pruning_state` variables, so a run restored from a checkpoint
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 
 from kprune.criteria import get_criterion
 from kprune.graph import graph as build_graph
 from kprune.layers import wrapped_layers
+from kprune.planner import check_options
 from kprune.planner import plan as make_plan
 from kprune.training import drop
 from kprune.wrapping import carriers, set_masks
@@ -25,6 +28,8 @@ from kprune.wrapping import carriers, set_masks
 SCHEDULES = ("polynomial", "constant")
 # Indices into every wrapper's pruning_state vector.
 BASELINE, TARGET, STOPPED, STEPS = range(4)
+#: The `plan()` keywords the callback sets on every masking step.
+CALLBACK_SETS = ("ratio", "flops", "criterion", "data", "graph")
 
 
 @keras.saving.register_keras_serializable(package="kprune")
@@ -60,7 +65,12 @@ class PruningCallback(keras.callbacks.Callback):
         relative: `tolerance` is relative to the baseline value.
         data: data for data-driven criteria (`taylor`, `apoz`).
         verbose: 1 prints a line per masking step.
-        **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ...).
+        **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ..., and
+            the criterion's options).
+
+    Raises:
+        ValueError: on bad arguments, each message naming the fix.
+        TypeError: on an option the criterion does not read.
     """
 
     def __init__(
@@ -109,6 +119,7 @@ class PruningCallback(keras.callbacks.Callback):
             raise ValueError(f"step must be in (0, 1); got {step}")
         if get_criterion(criterion).needs_data and data is None:
             raise ValueError(f"criterion {criterion!r} needs data=")
+        check_options(PruningCallback, plan_options, [criterion], sets=CALLBACK_SETS)
         self.ratio, self.flops, self.tolerance = ratio, flops, tolerance
         self.criterion = criterion
         self.start_epoch, self.end_epoch = start_epoch, end_epoch
@@ -311,7 +322,10 @@ class PruningCallback(keras.callbacks.Callback):
 
 
 def _masked_first(criterion):
-    """Wrap a criterion so channels masked already score lowest (masks only grow)."""
+    """The criterion, with channels masked already scoring lowest (masks only grow).
+
+    It keeps the criterion's name and declared options, so `plan` checks them.
+    """
     crit = get_criterion(criterion)
 
     def scores(group, context):
@@ -326,5 +340,4 @@ def _masked_first(criterion):
                 values[masked] = values.min() - 1.0
         return values
 
-    scores.__name__ = crit.name
-    return scores
+    return dataclasses.replace(crit, fn=scores)

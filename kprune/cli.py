@@ -1,4 +1,7 @@
-"""The `kprune` command line: the same calls as the Python API, on `.keras` files.
+"""The `kprune` command line: the same calls as the Python API, on model files.
+
+Models are read from `.keras` files, or `.h5` files (Keras 2 or 3), without their
+optimizer: see `load_model`.
 
 kprune info model.keras [--explain] [--top 10]
 kprune prune model.keras -o small.keras --flops 0.5 [--criterion l1] [--round-to 8]
@@ -14,21 +17,49 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+#: The model files the command line reads.
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
-def _load(path: str):
+
+def load_model(path: str):
+    """Load a model file for inspection, pruning or export, without its optimizer.
+
+    Every subcommand that reads a Keras model goes through here. The model loads
+    with `compile=False`: nothing here trains, and a Keras 2 `.h5` file stores
+    an optimizer config (`lr=`, `decay=`) that Keras 3 cannot rebuild.
+
+    Args:
+        path: a `.keras` file, or a `.h5`/`.hdf5` file saved by Keras 2 or 3.
+
+    Returns:
+        The uncompiled `keras.Model`.
+
+    Raises:
+        SystemExit: with a message naming the fix, for a missing, unsupported
+            or unreadable file.
+    """
     import keras
 
     import kprune  # noqa: F401  (registers kprune's classes for loading)
 
     if not os.path.exists(path):
         raise SystemExit(f"kprune: no such file: {path}")
-    return keras.models.load_model(path)
+    if os.path.isdir(path) or not path.lower().endswith(MODEL_SUFFIXES):
+        raise SystemExit(
+            f"kprune: cannot read {path}: give a .keras or .h5 model file. A "
+            "SavedModel or TFLite file does not load back as a Keras model: save "
+            "the original with model.save('model.keras')."
+        )
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, TypeError) as error:
+        raise SystemExit(f"kprune: cannot load {path}: {error}") from error
 
 
 def cmd_info(args) -> int:
     import kprune
 
-    model = _load(args.model)
+    model = load_model(args.model)
     graph = kprune.graph(model)
     p = kprune.profile(model, graph=graph)
     print(p.table(top=args.top))
@@ -51,7 +82,7 @@ def _graph_summary(graph) -> str:
 def cmd_prune(args) -> int:
     import kprune
 
-    model = _load(args.model)
+    model = load_model(args.model)
     if args.plan:
         plan = kprune.PruningPlan.from_json(args.plan)
     else:
@@ -83,7 +114,7 @@ def cmd_export(args) -> int:
 
     import kprune
 
-    model = _load(args.model)
+    model = load_model(args.model)
     data = np.load(args.representative) if args.representative else None
     if args.saved_model:
         kprune.export_saved_model(model, args.saved_model)
@@ -120,13 +151,13 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="params, MACs and channel groups of a model")
-    info.add_argument("model", help="a .keras file")
+    info.add_argument("model", help="a .keras or .h5 file")
     info.add_argument("--top", type=int, default=15, help="layers with the most MACs")
     info.add_argument("--explain", action="store_true", help="list every group")
     info.set_defaults(run=cmd_info)
 
     prune = sub.add_parser("prune", help="remove filters and save the smaller model")
-    prune.add_argument("model", help="a .keras file")
+    prune.add_argument("model", help="a .keras or .h5 file")
     prune.add_argument("-o", "--output", required=True, help="the .keras file to write")
     prune.add_argument("--ratio", type=float, help="share of channels to remove")
     prune.add_argument("--flops", type=float, help="share of FLOPs to keep")
@@ -140,7 +171,7 @@ def parser() -> argparse.ArgumentParser:
     prune.set_defaults(run=cmd_prune)
 
     export = sub.add_parser("export", help="convert to TFLite and check it")
-    export.add_argument("model", help="a .keras file")
+    export.add_argument("model", help="a .keras or .h5 file")
     export.add_argument("-o", "--output", required=True, help="the .tflite file")
     export.add_argument(
         "--quantize", choices=["float16", "dynamic", "int8"], default=None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
+from typing import Callable, Iterable, Mapping
 
 import keras
 import numpy as np
 
-from kprune.criteria import ScoringContext, get_criterion
+from kprune.criteria import ScoringContext, get_criterion, registered_options
 from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as build_graph
 from kprune.handlers import get_handler
@@ -33,6 +36,7 @@ def plan(
     reduction: str = "mean",
     normalize: str | None = "mean",
     graph: ChannelGraph | None = None,
+    input_shape=None,
     **criterion_options,
 ) -> PruningPlan:
     """Decide which filters to remove.
@@ -56,21 +60,33 @@ def plan(
             `"mean"` (default), `"max"` or `"sum"` so groups compare fairly;
             None ranks raw scores.
         graph: the model's `ChannelGraph`, if already built.
-        **criterion_options: passed to the criterion via `context.options`, e.g.
-            `batches=`, `batch_size=` and `loss=` for data-driven criteria,
-            `distance=` and `compensate=` for `"similarity"`.
+        input_shape: `(H, W, C)` to count FLOPs at, for a model built with
+            `None` spatial dimensions (needed with `flops=`; a ratio plan
+            works without it).
+        **criterion_options: passed to the criterion via `context.options`:
+            only the options it declares (`batches=`, `batch_size=` and
+            `loss=` for data-driven criteria, `distance=` and `compensate=`
+            for `"similarity"`); a bare callable criterion takes any.
 
     Returns:
         A `PruningPlan` to pass to `kprune.shrink`.
 
     Raises:
         ValueError: on bad arguments, each message naming the fix.
+        TypeError: on an option the criterion does not read (a misspelt
+            keyword, or one that would be ignored).
     """
-    g = graph if graph is not None else build_graph(model)
+    crit = get_criterion(criterion)
+    check_options(plan, criterion_options, [crit])
+    if graph is not None and input_shape is not None:
+        raise ValueError(
+            "give input_shape= or graph=, not both: build the graph with "
+            "kprune.graph(model, input_shape=...) instead"
+        )
+    g = graph if graph is not None else build_graph(model, input_shape)
     _check_target(ratio, flops, scope, min_channels, round_to)
     if normalize not in NORMALIZE:
         raise ValueError(f"normalize must be one of {NORMALIZE}; got {normalize!r}")
-    crit = get_criterion(criterion)
     if crit.needs_data and data is None:
         raise ValueError(
             f"criterion {crit.name!r} runs the model on data: pass data= (a "
@@ -82,6 +98,8 @@ def plan(
     )
     scores = {grp.name: _checked_scores(crit, grp, context) for grp in groups}
     counter = MacCounter(g)
+    if flops is not None and not counter.known:
+        counter(np.ones(g.num_units, dtype=bool))  # raises: name input_shape=
     chooser = _Chooser(groups, scores, scope, min_channels, round_to, normalize)
 
     if flops is not None:
@@ -111,8 +129,89 @@ def plan(
         compensation=_compensation(context.compensation, decisions),
     )
     _note_uncompensated(result, g, context)
-    result.macs_after = counter(result.keep_units(g))
+    if counter.known:
+        result.macs_after = counter(result.keep_units(g))
     return result
+
+
+def _keywords(fn: Callable) -> tuple[str, ...]:
+    """Names `fn` (a function or class) takes by keyword, `**kwargs` aside."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(
+        p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds
+    )
+
+
+#: The keywords of `plan()` itself; any other keyword is a criterion option.
+PLAN_KEYWORDS = tuple(k for k in _keywords(plan) if k != "model")
+
+
+def check_options(
+    caller: Callable,
+    options: Mapping,
+    criteria: Iterable,
+    *,
+    sets: Iterable[str] = (),
+) -> None:
+    """Check the `**options` given to `caller` against what will read them.
+
+    The one check behind every `**options` of the public API (`plan`, and
+    through it `prune`; `Staged`, `prune_to_tolerance`, `PruningCallback`). An
+    option passes if it is a `plan()` keyword or one of the `criteria` reads it
+    (see `register_criterion(options=)`).
+
+    Args:
+        caller: the public function or class the options were given to; named
+            in the message, and its own parameters are offered as suggestions.
+        options: the keyword arguments to check.
+        criteria: the criteria (names, callables or `Criterion`s) the options go
+            to; an option one of them reads passes.
+        sets: `plan()` keywords that `caller` sets itself, so not options.
+
+    Raises:
+        TypeError: for any other option, naming the closest valid one and
+            listing the valid ones.
+    """
+    crits = [get_criterion(c) for c in criteria]
+    sets = tuple(sets)
+    accepted = [k for k in PLAN_KEYWORDS if k not in sets]
+    for name in options:
+        if name not in accepted and not any(c.accepts(name) for c in crits):
+            raise TypeError(_unknown_option(caller, name, crits, accepted, sets))
+
+
+def _unknown_option(caller, name: str, crits, accepted, sets) -> str:
+    title = f"{caller.__name__}()"
+    own = [k for k in _keywords(caller) if k not in (*accepted, "model")]
+    declared = sorted({o for c in crits for o in c.options or ()})
+    readers = registered_options()
+    noun = "criterion" if len(crits) == 1 else "criteria"
+    labels = ", ".join(repr(c.name) for c in crits)
+    if name in sets:
+        head = f"{title} got option {name!r}, which it sets itself."
+    elif name in readers:
+        head = (
+            f"{title} got option {name!r}, which {noun} {labels} does not read, "
+            f"so it would be ignored (criteria that read it: "
+            f"{', '.join(readers[name])})."
+        )
+    else:
+        head = f"{title} got an unknown option {name!r}."
+        candidates = [*declared, *accepted, *own, *readers]
+        match = difflib.get_close_matches(name, candidates, n=1)
+        if match:
+            guess = match[0]
+            head += f" Did you mean {guess!r}"
+            if guess in readers and guess not in declared:
+                head += f" (an option of criterion {readers[guess][0]!r})"
+            head += "?"
+    listing = (
+        f" Options of {noun} {labels}: {', '.join(declared) or 'none'}; "
+        f"of plan(): {', '.join(accepted)}"
+    )
+    if own:
+        listing += f"; of {title} itself: {', '.join(own)}"
+    return head + listing + "."
 
 
 def _note_uncompensated(result: PruningPlan, g: ChannelGraph, context) -> None:

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import keras
 
 from kprune.criteria import get_criterion
+from kprune.planner import PLAN_KEYWORDS, check_options
 from kprune.planner import plan as make_plan
 from kprune.profile import profile
 from kprune.report import PruningReport, Round
@@ -22,6 +23,8 @@ from kprune.training import evaluate, fine_tune
 #: Saliency for three rounds, then similarity for three (the paper's order).
 DEFAULT_STAGES = (("l1", 3), ("similarity", 3))
 STEP_UNITS = ("ratio", "flops")
+#: The `plan()` keywords the schedule sets for every round.
+SCHEDULE_SETS = ("ratio", "flops", "criterion")
 
 
 class Staged:
@@ -42,8 +45,14 @@ class Staged:
         fine_tune: `f(model) -> model or None` to train between rounds; by
             default `model.fit(train_data, epochs=epochs)`.
         metric: callable `f(model) -> float`, or the name of a compiled metric.
-        **plan_options: passed to every `kprune.plan` call (`scope`,
-            `round_to`, `min_channels`, `compensate`, ...).
+        **plan_options: `kprune.plan` keywords for every round (`scope`,
+            `round_to`, `min_channels`, ...) and criterion options, each
+            passed to the rounds whose criterion reads it (`compensate=` to
+            the `similarity` rounds only).
+
+    Raises:
+        ValueError: on bad arguments, each message naming the fix.
+        TypeError: on an option that no stage's criterion reads.
     """
 
     def __init__(
@@ -68,11 +77,12 @@ class Staged:
             raise ValueError(f"step must be in (0, 1); got {step}")
         if by not in STEP_UNITS:
             raise ValueError(f"by must be one of {STEP_UNITS}; got {by!r}")
-        for key in ("ratio", "flops", "criterion"):
+        for key in SCHEDULE_SETS:
             if key in plan_options:
                 raise ValueError(
                     f"{key}= is set by the schedule; use step=, by= and stages="
                 )
+        check_options(Staged, plan_options, [c for c, _ in stages], sets=SCHEDULE_SETS)
         self.stages = stages
         self.step = step
         self.by = by
@@ -98,8 +108,13 @@ class Staged:
         """Plan one round of `step` (default `self.step`) on `model`."""
         step = self.step if step is None else step
         criterion = self.criterion_at(round_index)
-        options = dict(self.plan_options)
-        if get_criterion(criterion).needs_data and "data" not in options:
+        crit = get_criterion(criterion)
+        options = {
+            key: value
+            for key, value in self.plan_options.items()
+            if key in PLAN_KEYWORDS or crit.accepts(key)
+        }
+        if crit.needs_data and "data" not in options:
             options["data"] = data
         target = {"ratio": step} if self.by == "ratio" else {"flops": 1.0 - step}
         return make_plan(model, criterion, **target, **options)

@@ -18,10 +18,11 @@ from typing import Callable
 
 import keras
 
+from kprune.planner import check_options
 from kprune.profile import profile
 from kprune.rebuild import rebuild
 from kprune.report import PruningReport, Round
-from kprune.staged import STEP_UNITS, Staged
+from kprune.staged import SCHEDULE_SETS, STEP_UNITS, Staged
 from kprune.surgery import shrink
 from kprune.training import drop, evaluate, fine_tune
 from kprune.wrapping import copy_layer
@@ -34,8 +35,8 @@ def prune_to_tolerance(
     tolerance: float = 0.01,
     metric=None,
     criterion="l1",
-    step: float = 0.1,
-    by: str = "ratio",
+    step: float | None = None,
+    by: str | None = None,
     fine_tune_epochs: int = 1,
     learning_rate: float | None = None,
     max_rounds: int = 20,
@@ -56,29 +57,45 @@ def prune_to_tolerance(
         tolerance: the largest allowed drop of the metric below the baseline (or
             rise, for losses); absolute unless `relative=True`.
         metric: a compiled metric name (`"accuracy"`), a callable `f(model)`, or
-            None for the first compiled metric.
-        criterion: a criterion name or callable, or a `kprune.Staged` schedule
-            (its stages then pick the criterion of each accepted round).
-        step: the share pruned per round: of the current channels (`by="ratio"`)
-            or of the current FLOPs (`by="flops"`).
-        by: `"ratio"` or `"flops"`.
+            None for the `Staged` schedule's metric or the first compiled one.
+        criterion: a criterion name or callable, or a `kprune.Staged` schedule:
+            its stages then pick the criterion of each accepted round, and its
+            `by`, `step`, `metric`, `fine_tune` and plan options apply.
+        step: the share pruned first: of the current channels (`by="ratio"`)
+            or of the current FLOPs (`by="flops"`); halved after each rejected
+            round. Default 0.1, or the `Staged` schedule's `step`.
+        by: `"ratio"` or `"flops"`; default `"ratio"`, or the `Staged`
+            schedule's `by` (a different one here raises).
         fine_tune_epochs: epochs of `model.fit(train_data)` after each step.
         learning_rate: learning rate for that fine-tuning (default: the one the
             model was compiled with; a tenth of it is often better).
         max_rounds: rounds tried at most, accepted or not.
         min_step: stop once the step is halved below this (default `step / 8`).
         relative: `tolerance` is a share of the baseline value.
-        fine_tune_fn: `f(model) -> model or None` replacing `model.fit`.
+        fine_tune_fn: `f(model) -> model or None` replacing `model.fit`;
+            default the `Staged` schedule's `fine_tune`.
         verbose: 1 prints one line per round.
-        **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ...).
+        **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ...,
+            and the criterion's options). With a `Staged` criterion, give
+            them to the `Staged` instead.
 
     Returns:
         `(pruned_model, report)`: the last accepted model (a copy of `model` if no
         step was accepted) and a `PruningReport` of every round.
 
     Raises:
-        ValueError: on bad arguments, or if the model cannot be evaluated.
+        ValueError: on bad arguments (including ones a `Staged` criterion would
+            leave ignored), or if the model cannot be evaluated.
+        TypeError: on an option the criterion does not read.
     """
+    if isinstance(criterion, Staged):
+        step, by, metric, fine_tune_fn = _schedule_settings(
+            criterion, step, by, metric, fine_tune_fn, plan_options
+        )
+    else:
+        check_options(prune_to_tolerance, plan_options, [criterion], sets=SCHEDULE_SETS)
+        step = 0.1 if step is None else step
+        by = "ratio" if by is None else by
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0; got {tolerance}")
     if not 0 < step < 1:
@@ -163,6 +180,42 @@ def prune_to_tolerance(
             rejected.add(_cut(p))
             step /= 2
     return current, report
+
+
+def _schedule_settings(schedule: Staged, step, by, metric, fine_tune_fn, options):
+    """`step`, `by`, `metric` and `fine_tune_fn`, filled in from a `Staged`.
+
+    Raises where something given to `prune_to_tolerance` would be ignored: the
+    schedule plans every round with its own `by` and plan options.
+    """
+    if options:
+        criteria = [c for c, _ in schedule.stages]
+        check_options(prune_to_tolerance, options, criteria, sets=SCHEDULE_SETS)
+        given = ", ".join(f"{key}={value!r}" for key, value in options.items())
+        raise ValueError(
+            "plan options given next to a Staged criterion would be ignored: the "
+            "schedule plans every round with its own. Give them to the schedule, "
+            f"kprune.Staged(stages, ..., {given}). Received: {given}"
+        )
+    if by is not None and by != schedule.by:
+        raise ValueError(
+            f"by= differs from the Staged schedule's by={schedule.by!r}, which "
+            "plans every round: set by= on kprune.Staged, or leave it out here. "
+            f"Received: by={by!r}"
+        )
+    settings = {"metric": metric, "fine_tune_fn": fine_tune_fn}
+    theirs = {"metric": "metric", "fine_tune_fn": "fine_tune"}
+    for name, attribute in theirs.items():
+        value = getattr(schedule, attribute)
+        if settings[name] is None:
+            settings[name] = value
+        elif value is not None and settings[name] != value:
+            raise ValueError(
+                f"{name}= is given both here and as the Staged schedule's "
+                f"{attribute}=; give it once. Received: {name}={settings[name]!r}"
+            )
+    step = schedule.step if step is None else step
+    return step, schedule.by, settings["metric"], settings["fine_tune_fn"]
 
 
 def _cut(plan) -> tuple:

@@ -269,3 +269,18 @@ def test_verbose_prints_one_line_per_step(capsys):
         "PruningCallback epoch 2",
     ]
     assert "target 0.500" in lines[-1] and "FLOPs" in lines[-1]
+
+
+def test_misspelt_or_ignored_plan_options_raise():
+    with pytest.raises(TypeError, match=r"PruningCallback\(\) got an unknown option"):
+        kprune.PruningCallback(ratio=0.5, scpoe="global")
+    with pytest.raises(TypeError, match="Did you mean 'scope'"):
+        kprune.PruningCallback(ratio=0.5, scpoe="global")
+    with pytest.raises(TypeError, match="criterion 'importance' does not read"):
+        kprune.PruningCallback(ratio=0.5, compensate=True)
+    with pytest.raises(TypeError, match="'graph', which it sets itself"):
+        kprune.PruningCallback(ratio=0.5, graph=None)
+    callback = kprune.PruningCallback(
+        ratio=0.5, criterion="similarity", distance="l2", scope="global"
+    )
+    assert callback.get_config()["distance"] == "l2"

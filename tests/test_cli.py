@@ -103,3 +103,98 @@ def test_console_script_entry_point():
         [sys.executable, "-m", "kprune", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "info" in out.stdout and "bench" in out.stdout
+
+
+def mnist_sequential():
+    """The first CNN most Keras users write: a top-level `keras.Sequential`."""
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+
+
+def keras2_h5(path):
+    """Save a compiled model as `.h5`, with the optimizer config Keras 2 wrote.
+
+    Keras 2 stored `Adam(lr=...)` as `{"lr": ..., "decay": ...}` in the
+    `training_config` attribute; Keras 3 rejects those names when it compiles.
+    """
+    import h5py
+
+    model = models.randomize(mnist_sequential())
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.save(path)
+    with h5py.File(path, "r+") as f:
+        training = json.loads(f.attrs["training_config"])
+        training["optimizer_config"] = {
+            "class_name": "Adam",
+            "config": {
+                "name": "Adam",
+                "lr": 0.0001,
+                "decay": 0.0,
+                "beta_1": 0.9,
+                "beta_2": 0.999,
+                "epsilon": 1e-07,
+                "amsgrad": False,
+            },
+        }
+        f.attrs["training_config"] = json.dumps(training).encode("utf8")
+        f.attrs["keras_version"] = b"2.13.1"
+    return model
+
+
+def run_info_prune_export(path, tmp_path, capsys):
+    """`info`, `prune` and `export` on `path`; returns the pruned model."""
+    assert cli.main(["info", path]) == 0
+    assert "MACs per sample" in capsys.readouterr().out
+    small = str(tmp_path / "small.keras")
+    assert cli.main(["prune", path, "-o", small, "--ratio", "0.5"]) == 0
+    assert "Pruning plan" in capsys.readouterr().out
+    tflite = str(tmp_path / "model.tflite")
+    assert cli.main(["export", path, "-o", tflite]) == 0
+    capsys.readouterr()
+    assert os.path.getsize(tflite) > 0
+    return keras.models.load_model(small)
+
+
+def test_keras2_h5_loads_without_its_optimizer(tmp_path, capsys):
+    path = str(tmp_path / "keras2.h5")
+    model = keras2_h5(path)
+    # The file is as Keras 2 wrote it: compiling from it fails in Keras 3.
+    with pytest.raises(ValueError, match="'lr'"):
+        keras.models.load_model(path)
+    small = run_info_prune_export(path, tmp_path, capsys)
+    assert small.count_params() < model.count_params()
+    assert small.predict(np.zeros((2, 28, 28, 1)), verbose=0).shape == (2, 10)
+
+
+def test_top_level_sequential_keras_file(tmp_path, capsys):
+    path = str(tmp_path / "sequential.keras")
+    model = models.randomize(mnist_sequential())
+    model.save(path)
+    small = run_info_prune_export(path, tmp_path, capsys)
+    assert small.count_params() < model.count_params()
+    assert small.predict(np.zeros((2, 28, 28, 1)), verbose=0).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["model.tflite", "saved_model"])
+def test_unsupported_model_file_names_the_fix(tmp_path, name):
+    path = tmp_path / name
+    if name == "saved_model":
+        path.mkdir()
+    else:
+        path.write_bytes(b"TFL3")
+    with pytest.raises(SystemExit, match=r"give a \.keras or \.h5 model file"):
+        cli.main(["info", str(path)])

@@ -176,3 +176,76 @@ def test_random_criterion_is_seeded():
     b = kprune.plan(model, criterion="random", ratio=0.5, seed=3)
     c = kprune.plan(model, criterion="random", ratio=0.5, seed=4)
     assert a.groups == b.groups and a.groups != c.groups
+
+
+def test_misspelt_plan_keyword_names_the_fix():
+    with pytest.raises(TypeError, match=r"option 'scpoe'\. Did you mean 'scope'\?"):
+        kprune.plan(two_conv(), criterion="l1", flops=0.5, scpoe="global")
+
+
+def test_misspelt_criterion_option_names_the_fix():
+    with pytest.raises(
+        TypeError,
+        match=r"option 'compnesate'\. Did you mean 'compensate' \(an option of "
+        r"criterion 'similarity'\)\? Options of criterion 'l1': none; of plan\(\):",
+    ):
+        kprune.plan(two_conv(), criterion="l1", ratio=0.5, compnesate=True)
+    with pytest.raises(TypeError, match="Options of criterion 'similarity': "):
+        kprune.plan(two_conv(), criterion="similarity", ratio=0.5, compnesate=True)
+
+
+def test_an_option_the_criterion_would_ignore_raises():
+    with pytest.raises(TypeError, match="'compensate', which criterion 'l1' does not"):
+        kprune.plan(two_conv(), criterion="l1", ratio=0.5, compensate=True)
+    with pytest.raises(TypeError, match="criteria that read it: apoz, taylor"):
+        kprune.plan(two_conv(), criterion="l2", ratio=0.5, batches=2)
+
+
+def test_prune_checks_the_options_it_passes_to_plan():
+    with pytest.raises(TypeError, match="Did you mean 'scope'"):
+        kprune.prune(two_conv(), ratio=0.5, scpoe="global")
+
+
+def test_declared_options_still_reach_the_criterion():
+    get = kprune.criteria.get_criterion
+    assert get("similarity").options == {"distance", "compensate"}
+    assert get("taylor").options == {"loss", "batches", "batch_size"}
+    assert get("apoz").options == {"batches", "batch_size"}
+    assert get("l1").options == frozenset()
+    model = two_conv()
+    plan = kprune.plan(
+        model, criterion="similarity", ratio=0.5, distance="l2", compensate=True
+    )
+    assert plan.compensation
+    x = models.inputs_for(model, batch=4)
+    plan = kprune.plan(
+        model, criterion="apoz", ratio=0.5, data=x, batches=1, batch_size=2
+    )
+    assert plan.channels_after < plan.channels_before
+    small = kprune.prune(model, ratio=0.5, criterion="similarity", distance="cosine")
+    assert small.count_params() < model.count_params()
+
+
+def test_registered_criterion_declares_its_options():
+    model = two_conv()
+    seen = {}
+
+    def weighted(group, context):
+        seen.update(context.options)
+        return np.arange(group.size) * context.options.get("alpha", 1.0)
+
+    kprune.register_criterion("test_weighted", weighted, options=("alpha",))
+    try:
+        plan = kprune.plan(model, criterion="test_weighted", ratio=0.5, alpha=2.0)
+        assert plan.groups["c1"].keep == (4, 5, 6, 7) and seen == {"alpha": 2.0}
+        with pytest.raises(TypeError, match="'alpah'. Did you mean 'alpha'"):
+            kprune.plan(model, criterion="test_weighted", ratio=0.5, alpah=2.0)
+        # Unregistered, the same function reads whatever it is given.
+        seen.clear()
+        kprune.plan(model, criterion=weighted, ratio=0.5, alpah=2.0)
+        assert seen == {"alpah": 2.0}
+    finally:
+        kprune.criteria.unregister_criterion("test_weighted")
+    with pytest.raises(TypeError, match=r"options must be a tuple of option names"):
+        kprune.register_criterion("test_weighted", weighted, options="alpha")
+    assert "test_weighted" not in kprune.criteria.available_criteria()

@@ -104,3 +104,22 @@ def test_staged_needs_a_compiled_model_to_fine_tune(mnist):
     with pytest.raises(ValueError, match="compiled model"):
         kprune.Staged([("l1", 1)]).run(plain, train_data=train, verbose=0)
     assert np.isfinite(model.count_params())
+
+
+def test_staged_checks_options_and_gives_each_round_those_it_reads():
+    with pytest.raises(TypeError, match=r"Staged\(\) got an unknown option 'compnes"):
+        kprune.Staged([("l1", 1), ("similarity", 1)], compnesate=True)
+    with pytest.raises(TypeError, match="Did you mean 'step'"):
+        kprune.Staged([("l1", 1)], stpe=0.2)
+    with pytest.raises(TypeError, match="criterion 'l1' does not read"):
+        kprune.Staged([("l1", 2)], compensate=True)
+    # compensate= reaches the similarity rounds only; plan() would reject it
+    # for l1.
+    staged = kprune.Staged(
+        [("l1", 1), ("similarity", 1)], step=0.5, compensate=True, round_to=2
+    )
+    model = small_cnn()
+    first, second = staged.plan_step(model, 0), staged.plan_step(model, 1)
+    assert first.criterion == "l1" and not first.compensation
+    assert second.criterion == "similarity" and second.compensation
+    assert first.target["round_to"] == second.target["round_to"] == 2

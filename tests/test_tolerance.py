@@ -145,3 +145,75 @@ def test_a_cut_already_rejected_is_not_fine_tuned_again():
     assert len(tuned) == 1 and len(report.rounds) == 2
     assert not report.rounds[1].accepted
     assert small.count_params() == model.count_params()
+
+
+def tiny_model():
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.ReLU()(keras.layers.Conv2D(8, 3, name="c")(inp))
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, out)
+
+
+def run_tiny(criterion, **kwargs):
+    """One round on a tiny model, without data: a constant metric, no training."""
+    args = {"metric": lambda m: 1.0, "fine_tune_fn": lambda m: None}
+    return kprune.prune_to_tolerance(
+        tiny_model(),
+        None,
+        None,
+        max_rounds=1,
+        verbose=0,
+        criterion=criterion,
+        **{**args, **kwargs},
+    )
+
+
+def test_misspelt_plan_options_raise():
+    with pytest.raises(TypeError, match="Did you mean 'compensate'"):
+        run_tiny("similarity", compnesate=True)
+    with pytest.raises(TypeError, match="criterion 'l1' does not read"):
+        run_tiny("l1", compensate=True)
+    staged = kprune.Staged([("l1", 1)])
+    with pytest.raises(TypeError, match="Did you mean 'scope'"):
+        run_tiny(staged, scpoe="global")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"scope": "global"}, r"would be ignored.*kprune\.Staged\(stages, \.\.\., "),
+        ({"by": "flops"}, "differs from the Staged schedule's by='ratio'"),
+        ({"metric": lambda m: 0.5}, "metric= is given both here and"),
+    ],
+)
+def test_what_a_staged_schedule_would_ignore_raises(kwargs, message):
+    staged = kprune.Staged([("l1", 1)], metric=lambda m: 1.0)
+    args = {"fine_tune_fn": lambda m: None, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        kprune.prune_to_tolerance(
+            tiny_model(), None, None, max_rounds=1, verbose=0, criterion=staged, **args
+        )
+
+
+def test_a_staged_schedule_brings_its_step_by_metric_and_fine_tune():
+    tuned = []
+    staged = kprune.Staged(
+        [("l1", 1)], step=0.4, by="flops", metric=lambda m: 1.0, fine_tune=tuned.append
+    )
+    small, report = kprune.prune_to_tolerance(
+        tiny_model(), None, None, criterion=staged, max_rounds=1, verbose=0
+    )
+    assert len(tuned) == 1 and report.metric_name == "<lambda>"
+    assert report.rounds[1].step == 0.4 and report.rounds[1].flops_ratio <= 0.6
+    # A step given here is the starting step, and the same by= is fine.
+    _, report = kprune.prune_to_tolerance(
+        tiny_model(),
+        None,
+        None,
+        criterion=staged,
+        step=0.2,
+        by="flops",
+        max_rounds=1,
+        verbose=0,
+    )
+    assert report.rounds[1].step == 0.2

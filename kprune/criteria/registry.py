@@ -4,12 +4,17 @@ Every criterion is a function `fn(group, context) -> np.ndarray` of shape
 `(group.size,)`, registered by name; low scores are pruned first. `context` (a
 `ScoringContext`) gives cached access to weights, filters and data, a random
 generator, and reduces per-member scores over the coupled layers of a group.
+
+A registered criterion declares the options it reads from `context.options`, so
+`plan()` can reject a misspelt or ignored option instead of dropping it. A bare
+callable passed as `criterion=` accepts any option: kprune cannot see what it
+reads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import keras
 import numpy as np
@@ -21,6 +26,8 @@ from kprune.handlers.base import weight_keys
 from kprune.layers import ImportanceWrapper
 
 REDUCTIONS = ("mean", "sum", "max")
+#: Options `ScoringContext.batches` reads; every `needs_data` criterion takes them.
+DATA_OPTIONS = ("batches", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class Criterion:
             redundant it is next to the others).
         needs_data: True if it runs the model on `data=`.
         description: one line for listings.
+        options: the `plan()` keywords it reads from `context.options`, or
+            None if it accepts any (a bare callable).
     """
 
     name: str
@@ -41,6 +50,11 @@ class Criterion:
     kind: str = "saliency"
     needs_data: bool = False
     description: str = ""
+    options: frozenset[str] | None = frozenset()
+
+    def accepts(self, option: str) -> bool:
+        """True if the criterion reads `option` (always, for an open one)."""
+        return self.options is None or option in self.options
 
 
 _CRITERIA: dict[str, Criterion] = {}
@@ -52,6 +66,7 @@ def register_criterion(
     *,
     kind: str = "saliency",
     needs_data: bool = False,
+    options: Iterable[str] | None = (),
     description: str = "",
     override: bool = False,
 ):
@@ -61,15 +76,22 @@ def register_criterion(
         name: the name to pass as `criterion=`.
         fn: `fn(group, context) -> np.ndarray` of shape `(group.size,)`.
         kind: `"saliency"` or `"similarity"`.
-        needs_data: the criterion reads `context.data`.
+        needs_data: the criterion reads `context.data`. It then also accepts
+            `batches=` and `batch_size=`, which `context.batches()` reads.
+        options: names of the extra `plan()` keywords the criterion reads from
+            `context.options`, e.g. `("alpha",)`. `plan()` raises `TypeError`
+            on any other one, so a misspelt option is not dropped silently.
+            None accepts any option unchecked.
         description: one line for `available_criteria()`.
         override: replace an existing criterion of the same name.
 
     Raises:
         ValueError: on a duplicate name without `override=True`, or a bad `kind`.
+        TypeError: if `options` is not a collection of names.
     """
     if kind not in ("saliency", "similarity"):
         raise ValueError(f"kind must be 'saliency' or 'similarity'; got {kind!r}")
+    declared = _declared_options(options, needs_data)
 
     def register(f):
         if not callable(f):
@@ -79,10 +101,37 @@ def register_criterion(
                 f"criterion {name!r} is registered already; pass override=True "
                 "to replace it"
             )
-        _CRITERIA[name] = Criterion(name, f, kind, needs_data, description)
+        _CRITERIA[name] = Criterion(
+            name,
+            f,
+            kind=kind,
+            needs_data=needs_data,
+            description=description,
+            options=declared,
+        )
         return f
 
     return register if fn is None else register(fn)
+
+
+def _declared_options(options, needs_data: bool) -> frozenset[str] | None:
+    if options is None:
+        return None
+    names = None if isinstance(options, str) else _names(options)
+    if names is None:
+        raise TypeError(
+            "options must be a tuple of option names, e.g. options=('alpha',), or "
+            f"None to accept any. Received: options={options!r}"
+        )
+    return frozenset(names) | frozenset(DATA_OPTIONS if needs_data else ())
+
+
+def _names(options) -> tuple[str, ...] | None:
+    try:
+        names = tuple(options)
+    except TypeError:
+        return None
+    return names if all(isinstance(n, str) for n in names) else None
 
 
 def unregister_criterion(name: str) -> None:
@@ -93,13 +142,17 @@ def unregister_criterion(name: str) -> None:
 def get_criterion(criterion: str | Callable | Criterion) -> Criterion:
     """Look up a criterion by name (callables are wrapped as ad-hoc criteria).
 
+    A bare callable becomes a criterion that accepts any option; register it
+    with `options=` to have its options checked.
+
     Raises:
         ValueError: for an unknown name; the message lists the known ones.
     """
     if isinstance(criterion, Criterion):
         return criterion
     if callable(criterion):
-        return Criterion(getattr(criterion, "__name__", "custom"), criterion)
+        name = getattr(criterion, "__name__", "custom")
+        return Criterion(name, criterion, options=None)
     if criterion not in _CRITERIA:
         raise ValueError(
             f"unknown criterion {criterion!r}. Known criteria: "
@@ -114,6 +167,15 @@ def available_criteria() -> dict[str, str]:
     return {name: c.description for name, c in sorted(_CRITERIA.items())}
 
 
+def registered_options() -> dict[str, tuple[str, ...]]:
+    """Option name -> names of the registered criteria that read it."""
+    readers: dict[str, list[str]] = {}
+    for name, crit in sorted(_CRITERIA.items()):
+        for option in crit.options or ():
+            readers.setdefault(option, []).append(name)
+    return {option: tuple(names) for option, names in sorted(readers.items())}
+
+
 class ScoringContext:
     """What a criterion may read while it scores groups.
 
@@ -124,7 +186,8 @@ class ScoringContext:
         rng: a seeded `numpy.random.Generator`.
         reduction: how per-member scores of coupled layers combine:
             `"mean"`, `"sum"` or `"max"`.
-        options: extra keyword arguments given to `plan()` for the criterion.
+        options: extra keyword arguments given to `plan()` for the criterion;
+            only those the criterion declares (see `register_criterion`).
     """
 
     def __init__(

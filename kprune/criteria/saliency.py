@@ -94,6 +94,7 @@ def _any_wrapper(context) -> bool:
 @register_criterion(
     "taylor",
     needs_data=True,
+    options=("loss",),
     description="(sum grad * weight per filter)^2 over a few batches "
     "(Molchanov et al. 2019)",
 )

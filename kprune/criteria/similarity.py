@@ -82,6 +82,7 @@ def fpgm(group: Group, context: ScoringContext) -> np.ndarray:
 @register_criterion(
     "similarity",
     kind="similarity",
+    options=("distance", "compensate"),
     description="drop the smaller of the closest pair of normalised filters, "
     "repeatedly (I2CT 2022); options distance=, compensate=",
 )

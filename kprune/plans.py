@@ -100,9 +100,14 @@ class PruningPlan:
         head = (
             f"Pruning plan for '{self.model}' ({self.criterion}, "
             f"{_describe_target(self.target)}): {self.channels_after} of "
-            f"{self.channels_before} prunable channels kept; MACs "
-            f"{human(self.macs_before)} -> {human(self.macs_after)} "
-            f"({self.flops_ratio:.1%})"
+            f"{self.channels_before} prunable channels kept; "
+            + (
+                f"MACs {human(self.macs_before)} -> {human(self.macs_after)} "
+                f"({self.flops_ratio:.1%})"
+                if self.macs_before
+                else "MACs not counted (the input size is unknown: plan with "
+                "input_shape=(H, W, C) to count them)"
+            )
         )
         table = format_table(["group", "kept", "total", "share"], rows, title=head)
         if self.notes:

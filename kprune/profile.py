@@ -135,21 +135,33 @@ def _shape(shape) -> str:
     return "x".join("?" if d is None else str(d) for d in shape[1:])
 
 
-def profile(model: keras.Model, graph: ChannelGraph | None = None) -> Profile:
+def profile(
+    model: keras.Model,
+    graph: ChannelGraph | None = None,
+    *,
+    input_shape=None,
+) -> Profile:
     """Count the parameters, MACs and FLOPs of a model.
 
     Args:
         model: a functional or Sequential Keras model (nested models are entered).
         graph: its channel graph, if you have built it already.
+        input_shape: `(H, W, C)` (or one per input) to count a model built with
+            `None` spatial dimensions at that size.
 
     Returns:
         A `Profile`; `print(profile)` shows a per-layer table and the totals.
 
     Raises:
         ValueError: if a layer with MACs has spatial dimensions that are unknown
-            (`None`); rebuild the model with a fixed `input_shape` to count them.
+            (`None`) and no `input_shape` is given.
     """
-    g = graph if graph is not None else build_graph(model)
+    if graph is not None and input_shape is not None:
+        raise ValueError(
+            "give input_shape= or graph=, not both: build the graph with "
+            "kprune.graph(model, input_shape=...) instead"
+        )
+    g = graph if graph is not None else build_graph(model, input_shape)
     rows, seen = [], set()
     for call in g.calls:
         layer = call.layer
@@ -182,7 +194,7 @@ def _call_macs(call, input_shapes, output_shapes) -> int:
         if any(d is None for d in shape[1:]):
             raise ValueError(
                 f"cannot count MACs of '{call.name}': shape {shape} has unknown "
-                "dimensions. Rebuild the model with a fixed input_shape, e.g. "
+                "dimensions. Pass the image size to count with, e.g. "
                 "input_shape=(224, 224, 3)."
             )
     return macs
@@ -195,15 +207,22 @@ def _ones_for_unknown(shape) -> tuple:
 class MacCounter:
     """MACs of a model for any keep-mask over its units, without surgery.
 
-    The planner calls this many times while it searches for a FLOPs budget.
+    The planner calls this many times while it searches for a FLOPs budget. On a
+    graph with unknown spatial sizes `known` is False and counting raises the
+    `ValueError` that says to pass `input_shape=`.
     """
 
     def __init__(self, graph: ChannelGraph):
         self._calls = []
+        self._unknown: ValueError | None = None
         for call in graph.calls:
             shapes_in = [i.shape for i in call.inputs]
             shapes_out = [o.shape for o in call.outputs]
-            if _call_macs(call, shapes_in, shapes_out) == 0:
+            try:
+                if _call_macs(call, shapes_in, shapes_out) == 0:
+                    continue
+            except ValueError as error:
+                self._unknown = self._unknown or error
                 continue
             self._calls.append(
                 (
@@ -212,9 +231,16 @@ class MacCounter:
                     [graph.units_of(o) for o in call.outputs],
                 )
             )
-        self.base = self(np.ones(graph.num_units, dtype=bool))
+        self.base = self(np.ones(graph.num_units, dtype=bool)) if self.known else 0
+
+    @property
+    def known(self) -> bool:
+        """False when some MACs depend on spatial sizes the graph does not know."""
+        return self._unknown is None
 
     def __call__(self, keep_units: np.ndarray) -> int:
+        if self._unknown is not None:
+            raise self._unknown
         total = 0
         for call, in_units, out_units in self._calls:
             shapes_in = [

@@ -25,6 +25,7 @@ def rebuild(
     model: keras.Model,
     make_layer: MakeLayer,
     nested_input_channels: dict[int, list] | None = None,
+    new_constant: Callable | None = None,
 ) -> keras.Model:
     """A new model with `make_layer` applied to every layer (the model is untouched).
 
@@ -34,9 +35,13 @@ def rebuild(
             passed to it; their layers are.
         nested_input_channels: channel counts of the inputs of nested models, by
             `id(nested_model)`, when they change (None entries keep a count).
+        new_constant: optional `f(old_layer, value) -> value` for the constant
+            array arguments of a call (`c` in `x * c`), which are not layers
+            and so do not pass through `make_layer`.
     """
     nested_input_channels = nested_input_channels or {}
     cache: dict[int, object] = {}
+    old_of: dict[int, object] = {}
     pending = []
 
     def clone_layer(layer):
@@ -49,17 +54,33 @@ def rebuild(
             if weights is not None:
                 pending.append((new, weights, _skip_random_init(new)))
         cache[id(layer)] = new
+        old_of[id(new)] = layer
         return new
 
-    def clone_nested(sub):
-        channels = nested_input_channels.get(id(sub))
+    def call(new, *args, **kwargs):
+        if new_constant is not None and id(new) in old_of:
+            old = old_of[id(new)]
+            args, kwargs = keras.tree.map_structure(
+                lambda v: new_constant(old, v)
+                if keras_graph.is_constant_array(v)
+                else v,
+                (args, kwargs),
+            )
+        return new(*args, **kwargs)
+
+    def clone(sub, channels=None):
+        hook = {} if isinstance(sub, keras.Sequential) else {"call_function": call}
         return keras.models.clone_model(
-            sub, input_tensors=_inputs_like(sub, channels), clone_function=clone_layer
+            sub,
+            input_tensors=_inputs_like(sub, channels),
+            clone_function=clone_layer,
+            **hook,
         )
 
-    new_model = keras.models.clone_model(
-        model, input_tensors=_inputs_like(model), clone_function=clone_layer
-    )
+    def clone_nested(sub):
+        return clone(sub, nested_input_channels.get(id(sub)))
+
+    new_model = clone(model)
     for new, weights, initializers in pending:
         for owner, attr, initializer in initializers:
             setattr(owner, attr, initializer)

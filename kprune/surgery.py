@@ -11,6 +11,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from kprune import folding
 from kprune.graph import ChannelGraph
 from kprune.graph import graph as build_graph
 from kprune.handlers import get_handler
@@ -96,6 +97,9 @@ def prune(
     Returns:
         The smaller model.
     """
+    if plan_options.get("input_shape") is not None:
+        # The plan counts MACs at that size; the surgery uses the model's own graph.
+        return shrink(model, make_plan(model, criterion, ratio, **plan_options))
     g = build_graph(model)
     p = make_plan(model, criterion, ratio, graph=g, **plan_options)
     return shrink(model, p, graph=g)
@@ -132,6 +136,12 @@ def _keep_units(g: ChannelGraph, plan) -> np.ndarray:
 def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, plan):
     masks = g.masks(keep)
     merges = compensation_merges(g, plan)
+    constants = {}
+    if slice_channels:
+        sinks = folding.sinks_to_fold(g, keep)
+        if sinks:
+            zeroed = _rebuild(model, g, keep, slice_channels=False, plan=plan)
+            constants = folding.constant_inputs(zeroed, g, sinks)
     nested = {
         key: [None if m is None else int(m.sum()) for m in value]
         for key, value in g.nested_input_masks(keep).items()
@@ -144,6 +154,9 @@ def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, 
         changes = m is not None and m.changes
         if slice_channels and changes:
             config = handler.new_config(layer, config, m)
+        folded = constants.get(id(layer))
+        if folded is not None:
+            config = {**config, "use_bias": True}
         new = handler.clone(layer, config)
         if not getattr(layer, "weights", None):
             return new, None
@@ -153,19 +166,34 @@ def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, 
             m if changes else None,
             slice_channels,
             merges.get(id(layer)),
+            folded,
+            new,
         )
 
-    return rebuild(model, make_layer, nested if slice_channels else None)
+    def new_constant(layer, value):
+        m = masks.get(id(layer))
+        if not slice_channels or m is None or not m.changes:
+            return value
+        return get_handler(layer).new_constant(layer, value, m)
+
+    return rebuild(
+        model, make_layer, nested if slice_channels else None, new_constant
+    )
 
 
-def _new_weights(old, handler, masks, slice_channels: bool, merges=None) -> list:
+def _new_weights(
+    old, handler, masks, slice_channels: bool, merges=None, folded=None, new=None
+) -> list:
     values = old.get_weights()
-    if masks is None and not merges:
+    if masks is None and not merges and folded is None:
         return values
     keys = weight_keys(old)
     by_key = dict(zip(keys, values))
     if merges:
         by_key = handler.merge_inputs(old, by_key, merges) or by_key
+    if folded is not None:
+        by_key = handler.fold_constant_input(old, by_key, folded)
+        keys = weight_keys(new)  # a bias may have been added
     if masks is not None and slice_channels:
         by_key = handler.new_weights(old, by_key, masks)
     elif masks is not None:

@@ -127,23 +127,87 @@ def test_grouped_conv_couplings():
     assert group_with(g, "pw_groups2").size == 4
 
 
-def test_lambda_freezes_with_reason():
+def center(t):
+    """Subtracts the mean over channels: every output channel reads them all."""
+    return t - keras.ops.mean(t, axis=-1, keepdims=True)
+
+
+def test_a_lambda_that_mixes_channels_freezes_with_reason():
     inp = keras.Input((8, 8, 3))
     x = layers.Conv2D(6, 3, name="before")(inp)
-    x = layers.Lambda(lambda t: t * 2.0, name="double")(x)
+    x = layers.Lambda(center, name="center")(x)
     out = layers.Conv2D(4, 3)(x)
     g = kprune.graph(keras.Model(inp, out))
     grp = group_with(g, "before")
     assert grp.frozen
-    assert any(
-        "Lambda 'double'" in r and "cannot see through" in r for r in grp.reasons
-    )
-    assert "frozen because Lambda 'double'" in g.explain()
+    assert any("Lambda 'center'" in r and "not channel-wise" in r for r in grp.reasons)
+    assert "frozen because Lambda 'center'" in g.explain()
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        lambda t: t * 2.0,
+        lambda t: keras.ops.sigmoid(t) * t,
+        lambda t: keras.ops.where(t > 0, t, 0.1 * t),
+        lambda t: t[:, ::2, 1:, :],
+    ],
+    ids=["scale", "swish", "leaky", "strided_slice"],
+)
+def test_a_channel_wise_lambda_is_proven_by_probing(function):
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, name="before")(inp)
+    x = layers.Lambda(function, name="fn")(x)
+    out = layers.Conv2D(4, 3)(x)
+    g = kprune.graph(keras.Model(inp, out))
+    grp = group_with(g, "before")
+    assert not grp.frozen
+    assert any("Lambda 'fn' was proven channel-wise by probing" in n for n in grp.notes)
+    assert "note: Lambda 'fn' was proven channel-wise" in g.explain()
+
+
+@pytest.mark.parametrize(
+    "function, why",
+    [
+        (lambda t: t[..., ::-1], "not channel-wise"),
+        (lambda t: t * np.arange(6, dtype="float32"), "raised"),
+        (lambda t: t[..., :3], "changes the channel count"),
+        (lambda t: t + keras.random.normal(keras.ops.shape(t)), "not channel-wise"),
+    ],
+    ids=["reverse", "per_channel_constant", "channel_slice", "random"],
+)
+def test_a_lambda_the_probe_cannot_prove_stays_frozen(function, why):
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, name="before")(inp)
+    x = layers.Lambda(function, name="fn")(x)
+    out = layers.Conv2D(4, 3)(x)
+    g = kprune.graph(keras.Model(inp, out))
+    grp = group_with(g, "before")
+    assert grp.frozen and any("'fn'" in r and why in r for r in grp.reasons)
 
 
 class Mystery(layers.Layer):
+    """A custom layer with no handler that mixes channels."""
+
+    def call(self, x):
+        return center(x)
+
+
+class Doubler(layers.Layer):
+    """A custom layer with no handler and no weights that is channel-wise."""
+
     def call(self, x):
         return x * 2.0
+
+
+class Gain(layers.Layer):
+    """A custom layer with no handler that holds a weight."""
+
+    def build(self, input_shape):
+        self.gain = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.gain
 
 
 def test_unknown_custom_layer_freezes_with_reason():
@@ -152,7 +216,26 @@ def test_unknown_custom_layer_freezes_with_reason():
     out = layers.Conv2D(4, 3)(Mystery(name="mystery")(x))
     g = kprune.graph(keras.Model(inp, out))
     reasons = group_with(g, "before").reasons
-    assert any("Mystery 'mystery' is opaque" in r for r in reasons)
+    assert any("Mystery 'mystery' is not channel-wise" in r for r in reasons)
+
+
+def test_unknown_custom_layer_with_weights_stays_opaque():
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, name="before")(inp)
+    out = layers.Conv2D(4, 3)(Gain(name="gain")(x))
+    g = kprune.graph(keras.Model(inp, out))
+    reasons = group_with(g, "before").reasons
+    assert any("Gain 'gain' is opaque" in r and "holds weights" in r for r in reasons)
+
+
+def test_unknown_weightless_channel_wise_layer_is_probed():
+    inp = keras.Input((8, 8, 3))
+    x = layers.Conv2D(6, 3, name="before")(inp)
+    out = layers.Conv2D(4, 3)(Doubler(name="doubler")(x))
+    g = kprune.graph(keras.Model(inp, out))
+    grp = group_with(g, "before")
+    assert not grp.frozen
+    assert any("Doubler 'doubler' was proven channel-wise" in n for n in grp.notes)
 
 
 @pytest.mark.parametrize(

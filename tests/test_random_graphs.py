@@ -1,14 +1,19 @@
 """Property-based: DESIGN.md's invariants on randomly generated graphs.
 
 Hypothesis draws a random mix of conv, BN+ReLU, add, concat, depthwise, grouped,
-separable and transposed convs, Dense on 4-D tensors, pooling and an opaque
-Lambda. On each graph:
+separable and transposed convs, Dense on 4-D tensors, pooling, an opaque
+(channel-mixing) Lambda, channel-wise Lambda activations, activations that do
+not map 0 to 0 (sigmoid, softplus, `x + c`, a 1x1 conv with a sigmoid), and
+per-channel constants in raw arithmetic; and also top-level Sequential models.
+On each graph:
 
 1. the caller's model is never changed (plan, shrink, zero_pruned, wrap, unwrap);
-2. `shrink` gives the outputs of the model with the removed channels zeroed;
+2. `shrink` gives the outputs of the model with the removed channels zeroed
+   (constants of removed channels folded into the next layer: the generated
+   convolutions after them are 1x1 or Dense, where the fold is exact);
 3. `unwrap(wrap(m))` and `shrink(wrapped)` keep the wrapped model's outputs;
 4. output shapes stay;
-5. the channels a Lambda touches are frozen, with the reason, and kept.
+5. the channels an opaque Lambda touches are frozen, with the reason, and kept.
 """
 
 import keras
@@ -34,11 +39,25 @@ OPS = (
     "dense",
     "pool",
     "opaque",
+    "lambda",
+    "shift",
+    "constant",
 )
 
+SHIFTS = {
+    "sigmoid": lambda t: keras.ops.sigmoid(t),
+    "softplus": lambda t: keras.ops.softplus(t),
+    "plus_c": lambda t: t + 0.25,
+}
 
-def double(t):
-    return t * 2.0
+
+def center(t):
+    """Mixes channels (subtracts their mean), so a probe must reject it."""
+    return t - keras.ops.mean(t, axis=-1, keepdims=True)
+
+
+def swish(t):
+    return t * keras.ops.sigmoid(t)
 
 
 def examples(n: int):
@@ -101,7 +120,21 @@ def random_model(draw):
         elif op == "pool" and spatial[0] > 2:
             y = layers.MaxPooling2D()(x)
         elif op == "opaque":
-            y = layers.Lambda(double, name=f"opaque{len(tensors)}")(x)
+            y = layers.Lambda(center, name=f"opaque{len(tensors)}")(x)
+        elif op == "lambda":
+            y = layers.Lambda(swish)(x)
+        elif op == "shift":
+            kind = draw(st.sampled_from([*SHIFTS, "sigmoid_conv"]))
+            if kind == "sigmoid_conv":
+                y = layers.Conv2D(channels, 1, activation="sigmoid")(x)
+            else:
+                y = SHIFTS[kind](x)
+            # What reads the shifted channels is 1x1, so the bias fold is exact.
+            y = layers.Conv2D(draw(st.sampled_from([4, 6])), 1)(y)
+        elif op == "constant":
+            rng = np.random.default_rng(channels)
+            scale = rng.uniform(0.5, 1.5, (1, 1, 1, channels)).astype("float32")
+            y = x * scale
         else:
             continue
         tensors.append(y)
@@ -112,9 +145,31 @@ def random_model(draw):
     return keras.Model(inp, [logits, mask])
 
 
-@examples(25)
+@st.composite
+def random_sequential(draw):
+    """A top-level Sequential: convs, BN, activations (some shift zero), a head."""
+    stack = [keras.Input((8, 8, 3))]
+    for _ in range(draw(st.integers(1, 3))):
+        filters = draw(st.sampled_from([4, 6, 8]))
+        stack.append(layers.Conv2D(filters, draw(st.sampled_from([1, 3]))))
+        extra = draw(st.sampled_from(["bn", "relu", "sigmoid", "swish", "none"]))
+        if extra == "bn":
+            stack.append(layers.BatchNormalization())
+        elif extra != "none":
+            stack.append(
+                layers.Lambda(swish) if extra == "swish" else layers.Activation(extra)
+            )
+    stack += [layers.Flatten(), layers.Dense(3)]
+    return keras.Sequential(stack)
+
+
+def any_model():
+    return st.one_of(random_model(), random_sequential())
+
+
+@examples(30)
 @given(
-    model=random_model(),
+    model=any_model(),
     ratio=st.floats(0.1, 0.8),
     seed=st.integers(0, 1000),
     criterion=st.sampled_from(["random", "l1"]),
@@ -164,7 +219,7 @@ def check_opaque_layers_kept(model, small):
 
 @examples(15)
 @given(
-    model=random_model(),
+    model=any_model(),
     seed=st.integers(0, 1000),
     init=st.sampled_from(["uniform", "normal", "l1"]),
     masked=st.floats(0.0, 0.7),

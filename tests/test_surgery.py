@@ -103,14 +103,31 @@ def test_reshape_target_and_rescaling_are_rewritten():
 def test_lambda_model_shrinks_around_the_lambda():
     inp = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(6, 3, name="before")(inp)
-    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(x)
+    x = keras.layers.Lambda(center, name="center")(x)
     x = keras.layers.Conv2D(8, 3, activation="relu")(x)
     out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
     model = models.randomize(keras.Model(inp, out))
     plan = kprune.plan(model, ratio=0.5)
     small = models.assert_exact(model, plan)
     assert small.get_layer("before").filters == 6
-    assert small.get_layer("double").function is model.get_layer("double").function
+    assert small.get_layer("center").function is model.get_layer("center").function
+
+
+def center(t):
+    return t - keras.ops.mean(t, axis=-1, keepdims=True)
+
+
+def test_a_probed_lambda_is_pruned_through_and_keeps_its_function():
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, name="before")(inp)
+    x = keras.layers.Lambda(lambda t: t * 2.0, output_shape=(6, 6, 6), name="dbl")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    model = models.randomize(keras.Model(inp, out))
+    small = models.assert_exact(model, kprune.plan(model, ratio=0.5))
+    assert small.get_layer("before").filters == 3
+    assert small.get_layer("dbl").function is model.get_layer("dbl").function
+    assert small.get_layer("dbl").output.shape[-1] == 3
 
 
 def test_per_channel_layers_are_sliced():
@@ -171,3 +188,108 @@ def test_batchnorm_without_gamma_is_exact(scale, center):
     x = keras.layers.Conv2D(4, 3, padding="same")(x)
     model = models.randomize(keras.Model(inp, keras.layers.GlobalMaxPooling2D()(x)))
     models.assert_exact(model, kprune.plan(model, ratio=0.5))
+
+
+def shifted_net(middle, *, head="conv", kernel=1, padding="valid", use_bias=True):
+    """conv(8) -> `middle` -> a head reading all 8 channels."""
+    inp = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="first")(inp)
+    x = middle(x)
+    if head == "dense":
+        out = keras.layers.Dense(4, use_bias=use_bias, name="head")(
+            keras.layers.Flatten()(x)
+        )
+    else:
+        out = keras.layers.Conv2D(
+            4, kernel, padding=padding, use_bias=use_bias, name="head"
+        )(x)
+    return models.randomize(keras.Model(inp, out))
+
+
+SHIFTING = {
+    "sigmoid_layer": keras.layers.Activation("sigmoid"),
+    "sigmoid_op": lambda t: keras.ops.sigmoid(t),
+    "softplus_op": lambda t: keras.ops.softplus(t),
+    "plus_scalar": lambda t: t + 0.3,
+    "plus_vector": lambda t: t + np.linspace(-1, 1, 8).astype("float32"),
+    "sigmoid_lambda": keras.layers.Lambda(lambda t: keras.ops.sigmoid(t)),
+    "rescaling_offset": keras.layers.Rescaling(2.0, offset=0.5),
+}
+
+
+@pytest.mark.parametrize(
+    "middle, head, kernel, padding, use_bias",
+    [(name, "conv", 1, "valid", True) for name in sorted(SHIFTING)]
+    + [
+        ("sigmoid_op", "conv", 3, "valid", False),
+        ("plus_vector", "dense", 1, "", True),
+    ],
+)
+def test_a_removed_channel_that_is_not_zero_is_folded_into_the_next_bias(
+    middle, head, kernel, padding, use_bias
+):
+    """sigmoid(0) = 0.5, x + c = c: exact for Dense, 1x1 and 'valid' convolutions."""
+    model = shifted_net(
+        SHIFTING[middle], head=head, kernel=kernel, padding=padding, use_bias=use_bias
+    )
+    g = kprune.graph(model)
+    assert any(
+        "shrink folds it into that layer's bias: exact" in n
+        for n in g.group("first").notes
+    )
+    plan = kprune.plan(model, criterion="random", ratio=0.5, seed=3)
+    small = models.assert_exact(model, plan, atol=1e-5, rtol=1e-5)
+    assert small.get_layer("head").use_bias
+
+
+def test_a_fold_into_a_same_padded_conv_is_exact_away_from_the_border():
+    model = shifted_net(SHIFTING["sigmoid_op"], kernel=3, padding="same")
+    g = kprune.graph(model)
+    assert any("exact away from the border" in n for n in g.group("first").notes)
+    assert "exact away from the border" in g.explain()
+    plan = kprune.plan(model, ratio=0.5)
+    small, zeroed = kprune.shrink(model, plan), kprune.zero_pruned(model, plan)
+    x = models.inputs_for(model)
+    (a,), (b,) = models.outputs(zeroed, x), models.outputs(small, x)
+    np.testing.assert_allclose(b[:, 1:-1, 1:-1], a[:, 1:-1, 1:-1], atol=1e-5)
+    assert np.abs(b - a).max() > 1e-3  # the border does differ, as documented
+
+
+def test_a_shifted_channel_that_a_batchnorm_zeroes_again_needs_no_fold():
+    model = shifted_net(
+        lambda t: keras.layers.BatchNormalization()(keras.ops.sigmoid(t))
+    )
+    g = kprune.graph(model)
+    assert not g.constant_sinks
+    models.assert_exact(model, kprune.plan(model, ratio=0.5))
+
+
+@pytest.mark.parametrize(
+    "arithmetic",
+    [
+        lambda t, c: t * c,
+        lambda t, c: t + c,
+        lambda t, c: keras.ops.subtract(c, t),
+        lambda t, c: keras.ops.maximum(t, c),
+    ],
+    ids=["mul", "add", "rsub", "maximum"],
+)
+def test_per_channel_constants_in_raw_arithmetic_are_sliced(arithmetic):
+    """Used to crash inside Keras: Cannot broadcast shape ... 4 ... 8."""
+    c = np.linspace(0.5, 1.5, 8, dtype="float32").reshape(1, 1, 1, 8)
+    model = shifted_net(lambda t: arithmetic(t, c))
+    plan = kprune.plan(model, ratio=0.5)
+    small = models.assert_exact(model, plan, atol=1e-5, rtol=1e-5)
+    assert small.get_layer("first").filters == 4
+
+
+def test_a_call_with_a_constant_kprune_cannot_slice_freezes_its_group():
+    inp = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(8, 3, name="first")(inp)
+    x = keras.ops.concatenate([x, np.ones((1, 8, 8, 8), "float32")], axis=0)
+    model = keras.Model(inp, keras.layers.Conv2D(2, 1)(x))
+    g = kprune.graph(model)
+    assert g.group("first").frozen
+    assert any("constant array of shape" in r for r in g.group("first").reasons)
+    plan = kprune.plan(model, ratio=0.5)
+    assert plan.channels_after == plan.channels_before  # no Keras error either

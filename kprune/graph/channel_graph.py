@@ -58,12 +58,15 @@ class Group:
         units: global unit ids, in channel order.
         members: the layers involved, in the order they run.
         reasons: why the group is frozen (empty when it can be pruned).
+        notes: what else `explain()` says about it (a layer proven channel-wise
+            by probing, a constant folded into a bias).
     """
 
     name: str
     units: np.ndarray
     members: list[Member] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -96,6 +99,8 @@ class Group:
         text = f"[{self.name}] {self.size} channels, {state}: {chain}{more}"
         for reason in self.reasons:
             text += f"\n    frozen because {reason}"
+        for note in self.notes:
+            text += f"\n    note: {note}"
         return text
 
     def __repr__(self) -> str:
@@ -110,9 +115,10 @@ def _holds_channels(layer) -> bool:
 class ChannelGraph:
     """The channel dependency graph of a Keras model (see `kprune.graph`)."""
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model: keras.Model, input_shape=None):
         keras_graph.check_graph_model(model)
         self.model = model
+        self.input_shapes = input_shapes_for(model, input_shape)
         (
             self.calls,
             tracer,
@@ -120,11 +126,12 @@ class ChannelGraph:
             self.input_infos,
             self.output_infos,
             self.input_names,
-        ) = trace(model, get_handler)
+        ) = trace(model, get_handler, self.input_shapes)
         self._consumers: dict[int, list[Call]] = {}
         for call in self.calls:
             for info in call.inputs:
                 self._consumers.setdefault(id(info), []).append(call)
+        self.constant_sinks = _constant_sinks(self.calls, tracer)
         labels = tracer.components()
         roots, self._unit_of = np.unique(labels, return_inverse=True)
         self.num_units = len(roots)
@@ -315,11 +322,12 @@ class ChannelGraph:
             self._groups.append(group)
             self._by_name[name] = group
 
-        for ids, reason in tracer.frozen:
-            for g in np.unique(group_of_unit[self._unit_of[ids]]):
-                reasons = self._groups[g].reasons
-                if reason not in reasons:
-                    reasons.append(reason)
+        for attribute, entries in (("reasons", tracer.frozen), ("notes", tracer.notes)):
+            for ids, text in entries:
+                for g in np.unique(group_of_unit[self._unit_of[ids]]):
+                    texts = getattr(self._groups[g], attribute)
+                    if text not in texts:
+                        texts.append(text)
 
     def _members(self, units, signature, spaces, touches_by_space):
         members, seen = [], set()
@@ -347,7 +355,86 @@ class ChannelGraph:
         return f"{name}#{k}"
 
 
-def graph(model: keras.Model) -> ChannelGraph:
+def _constant_sinks(calls: list[Call], tracer) -> list[tuple[Call, int, str | None]]:
+    """Calls that mix channels which may arrive as non-zero constants when removed.
+
+    Returns `(call, input_index, fold)` triples, `fold` being how exactly the
+    call's handler folds such a constant into its bias (None: it cannot). Each
+    is noted on the channels concerned, for `explain()`.
+    """
+    sinks = []
+    for call in calls:
+        if not getattr(call.layer, "weights", None):
+            continue
+        for k, info in enumerate(call.inputs):
+            if info.shifted is None:
+                continue
+            passes = all(
+                o.ids is not None and np.isin(o.ids, info.ids).all()
+                for o in call.outputs
+            )
+            if passes and call.handler.zeroes_outputs:
+                continue  # a depthwise conv or a BatchNorm zeroes them again
+            fold = call.handler.constant_fold(call.layer)
+            where = f"'{call.name}' ({type(call.layer).__name__})"
+            if fold is None:
+                text = (
+                    f"a removed channel reaches {where} as a non-zero constant "
+                    "that kprune cannot fold into it: shrink differs from the "
+                    "zeroed model there"
+                )
+            else:
+                text = (
+                    f"a removed channel reaches {where} as a non-zero constant "
+                    f"(an activation or offset of 0 is not 0); shrink folds it "
+                    f"into that layer's bias: {fold}"
+                )
+            tracer.note(info.ids[info.shifted], text)
+            sinks.append((call, k, fold))
+    return sinks
+
+
+def input_shapes_for(model: keras.Model, input_shape) -> list[tuple] | None:
+    """Batch shapes to trace `model` with, from a user's `input_shape=`.
+
+    `input_shape` is one shape without the batch axis, `(H, W, C)`, or a list of
+    them, one per model input. It fills in the `None` dimensions of models built
+    for any image size, so MACs can be counted; dimensions the model fixes must
+    match. Returns None when `input_shape` is None.
+    """
+    if input_shape is None:
+        return None
+    own = [tuple(kt.shape) for kt in model.inputs]
+    single = isinstance(input_shape, (tuple, list)) and all(
+        isinstance(d, (int, np.integer)) for d in input_shape
+    )
+    given = [input_shape] if single else input_shape
+    if not isinstance(given, (tuple, list)) or len(given) != len(own):
+        raise ValueError(
+            f"input_shape must be one shape without the batch axis, e.g. (224, 224, "
+            f"3), or a list of {len(own)} such shapes (one per model input). "
+            f"Received: input_shape={input_shape!r}"
+        )
+    shapes = []
+    for shape, model_shape in zip(given, own):
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else ()
+        ok = len(shape) == len(model_shape) - 1 and all(
+            isinstance(d, (int, np.integer)) and d > 0 for d in shape
+        )
+        if ok:
+            ok = all(m is None or m == d for d, m in zip(shape, model_shape[1:]))
+        if not ok:
+            raise ValueError(
+                f"input_shape {tuple(shape) or input_shape!r} does not fit model "
+                f"input {model_shape[1:]}: give positive integers for every axis "
+                "but the batch axis, equal to the model's where it fixes them. "
+                f"Received: input_shape={input_shape!r}"
+            )
+        shapes.append((None,) + tuple(int(d) for d in shape))
+    return shapes
+
+
+def graph(model: keras.Model, input_shape=None) -> ChannelGraph:
     """Read a Keras model into its channel dependency graph.
 
     Nested functional and Sequential models are flattened; a layer called twice
@@ -357,12 +444,16 @@ def graph(model: keras.Model) -> ChannelGraph:
 
     Args:
         model: a functional `keras.Model` or a built `keras.Sequential`.
+        input_shape: optional `(H, W, C)` (or a list, one per input) to trace a
+            model built with `None` dimensions at a fixed size, so that MACs
+            can be counted.
 
     Returns:
         A `ChannelGraph` with `.groups`, `.prunable` and `.explain()`.
 
     Raises:
         TypeError: for subclassed models and non-models.
-        ValueError: for an unbuilt Sequential model.
+        ValueError: for an unbuilt Sequential model, or an `input_shape` that
+            does not fit the model's inputs.
     """
-    return ChannelGraph(model)
+    return ChannelGraph(model, input_shape)

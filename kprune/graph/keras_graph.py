@@ -74,6 +74,7 @@ def walk(
     on_input: Callable[[Any], Any],
     on_call: Callable[[Any, list, list, tuple], list],
     on_model: Callable[[keras.Model, list, tuple], None] | None = None,
+    input_shapes: list | None = None,
 ) -> list:
     """Visit every leaf operation call of `model` in execution order.
 
@@ -84,18 +85,26 @@ def walk(
 
     Args:
         model: a functional or built Sequential model.
-        on_input: `f(keras_tensor) -> value` for each model input.
-        on_call: `f(operation, input_values, output_shapes, scope)` returning one
-            value per output. `scope` is the tuple of names of the nested models
-            around the call (empty at the top level).
+        on_input: `f(keras_tensor, shape) -> value` for each model input.
+        on_call: `f(operation, input_values, output_shapes, scope, site)`
+            returning one value per output. `scope` is the tuple of names of the
+            nested models around the call (empty at the top level); `site` is a
+            `CallSite` (the call's constant arguments, and a way to run it).
         on_model: optional `f(nested_model, input_values, scope)`, called when a
             nested model is entered.
+        input_shapes: shapes (batch axis included) to walk the graph with instead
+            of the inputs' own, one per model input; `on_input` still gets the
+            input's KerasTensor. Output shapes are then recomputed call by call.
 
     Returns:
         The values of the model outputs, in `model.outputs` order.
     """
     function = _inner_function(model)
-    env = {id(kt): (on_input(kt), tuple(kt.shape)) for kt in function.inputs}
+    shapes = input_shapes or [tuple(kt.shape) for kt in function.inputs]
+    env = {
+        id(kt): (on_input(kt, tuple(shape)), tuple(shape))
+        for kt, shape in zip(function.inputs, shapes)
+    }
     _walk_function(function, env, on_call, on_model, ())
     return [env[id(kt)][0] for kt in function.outputs]
 
@@ -103,7 +112,9 @@ def walk(
 def _walk_function(function, env, on_call, on_model, scope):
     def visit(node, entries, scope):
         shapes = _output_shapes(node, list(node.input_tensors), [e[1] for e in entries])
-        values = on_call(node.operation, [e[0] for e in entries], shapes, scope)
+        values = on_call(
+            node.operation, [e[0] for e in entries], shapes, scope, CallSite(node)
+        )
         return list(zip(values, shapes))
 
     def enter(operation, entries, scope):
@@ -143,7 +154,12 @@ def _traverse(function, env, visit, enter, scope):
                 env[id(kt)] = result
 
 
-def replay(model: keras.Model, inputs: list, on_output: Callable[[int, list], None]):
+def replay(
+    model: keras.Model,
+    inputs: list,
+    on_output: Callable[[int, list], None],
+    on_inputs: Callable[[int, list], None] | None = None,
+):
     """Run `model` eagerly call by call, showing every call's outputs.
 
     Calls are numbered as in `walk` (and so as in `kprune.graph`'s `calls`).
@@ -153,6 +169,8 @@ def replay(model: keras.Model, inputs: list, on_output: Callable[[int, list], No
         model: the model.
         inputs: one tensor per model input.
         on_output: `f(call_index, outputs)` for every leaf call.
+        on_inputs: optional `f(call_index, inputs)`, called before each call with
+            the tensors it consumes.
 
     Returns:
         The model outputs.
@@ -168,6 +186,8 @@ def replay(model: keras.Model, inputs: list, on_output: Callable[[int, list], No
         )
         if "training" in kwargs:
             kwargs["training"] = False
+        if on_inputs is not None:
+            on_inputs(counter[0], values)
         outputs = keras.tree.flatten(node.operation(*args, **kwargs))
         on_output(counter[0], outputs)
         counter[0] += 1
@@ -175,6 +195,49 @@ def replay(model: keras.Model, inputs: list, on_output: Callable[[int, list], No
 
     _traverse(function, env, visit, lambda *a: None, ())
     return [env[id(kt)] for kt in function.outputs]
+
+
+class CallSite:
+    """One call of an operation in a graph, as a handler may need it.
+
+    Attributes:
+        constants: the array arguments that are not graph tensors (`c` in
+            `x + c`), as NumPy arrays.
+    """
+
+    def __init__(self, node):
+        self._node = node
+        values = keras.tree.flatten((node.arguments.args, node.arguments.kwargs))
+        self.constants = [
+            keras.ops.convert_to_numpy(v) for v in values if is_constant_array(v)
+        ]
+
+    def run(self, inputs: list, operation=None) -> list:
+        """Run the call eagerly on `inputs` (one array per graph input).
+
+        Args:
+            inputs: arrays in place of the call's input tensors; the other
+                arguments are those of the graph.
+            operation: another operation to call in place of the graph's (a
+                clone of it), with the same arguments.
+
+        Returns:
+            The outputs as NumPy arrays.
+        """
+        node = self._node
+        filled = {id(kt): x for kt, x in zip(node.input_tensors, inputs)}
+        args, kwargs = node.arguments.fill_in(filled)
+        if "training" in kwargs:
+            kwargs["training"] = False
+        outputs = (operation or node.operation)(*args, **kwargs)
+        return [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(outputs)]
+
+
+def is_constant_array(value) -> bool:
+    """True for an array (NumPy, backend tensor or variable) that is not symbolic."""
+    if isinstance(value, keras.KerasTensor) or not hasattr(value, "shape"):
+        return False
+    return len(getattr(value, "shape", ())) > 0
 
 
 def _output_shapes(node, tensors, input_shapes) -> list[tuple]:
@@ -220,15 +283,25 @@ def ops_classes(names: Iterable[str]) -> list[type]:
     return found
 
 
-def copy_lambda(layer: keras.layers.Lambda) -> keras.layers.Lambda:
+def is_lambda(layer) -> bool:
+    """True for a `keras.layers.Lambda`."""
+    return isinstance(layer, keras.layers.Lambda)
+
+
+def copy_lambda(
+    layer: keras.layers.Lambda, output_shape: Any = None
+) -> keras.layers.Lambda:
     """A new `Lambda` around the same Python function.
 
     `Lambda.from_config` refuses Python lambdas in safe mode, and the function is
-    the only thing a Lambda holds, so the copy reuses it.
+    the only thing a Lambda holds, so the copy reuses it. `output_shape`
+    replaces a fixed output shape (after pruning, its channel count changes).
     """
+    if output_shape is None or callable(layer._output_shape):
+        output_shape = layer._output_shape
     return keras.layers.Lambda(
         layer.function,
-        output_shape=layer._output_shape,
+        output_shape=output_shape,
         mask=layer.mask,
         arguments=layer.arguments,
         name=layer.name,

@@ -28,6 +28,9 @@ class TensorInfo:
 
     shape: tuple
     ids: np.ndarray | None
+    #: Per channel, True where a channel removed upstream arrives here as a
+    #: non-zero constant (after `sigmoid`, `x + c`, ...); None when none can.
+    shifted: np.ndarray | None = None
 
     @property
     def channels(self) -> int | None:
@@ -44,6 +47,13 @@ class Call:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo] = field(default_factory=list)
     handler: Any = None
+    #: The graph's view of this call (`keras_graph.CallSite`): its constant
+    #: array arguments (`c` in `x * c`), and a way to run it on probe inputs.
+    site: Any = None
+
+    @property
+    def constants(self) -> list:
+        return self.site.constants if self.site is not None else []
 
     @property
     def input(self) -> TensorInfo:
@@ -57,8 +67,8 @@ class Call:
 class Tracer:
     """Hands out channel ids and records couplings and freezes during a walk.
 
-    Handlers receive the tracer in `trace()` and use four verbs: `new`, `couple`,
-    `freeze` and `opaque`.
+    Handlers receive the tracer in `trace()` and use five verbs: `new`, `couple`,
+    `freeze`, `opaque` and `note`.
     """
 
     def __init__(self):
@@ -66,6 +76,7 @@ class Tracer:
         self.call_index = -1
         self._edges: list[tuple[np.ndarray, np.ndarray]] = []
         self.frozen: list[tuple[np.ndarray, str]] = []
+        self.notes: list[tuple[np.ndarray, str]] = []
         self._creator_starts: list[int] = []
         self._creator_calls: list[int] = []
 
@@ -91,6 +102,11 @@ class Tracer:
         """These channels must stay; `reason` is shown by `graph.explain()`."""
         if ids is not None and len(ids):
             self.frozen.append((np.asarray(ids, dtype=np.int64), reason))
+
+    def note(self, ids: np.ndarray | None, text: str) -> None:
+        """Something `graph.explain()` should say about the groups of `ids`."""
+        if ids is not None and len(ids):
+            self.notes.append((np.asarray(ids, dtype=np.int64), text))
 
     def opaque(self, inputs: list[TensorInfo], output_shapes: list, reason: str):
         """Freeze everything a call touches and give its outputs frozen new ids."""
@@ -147,12 +163,16 @@ def qualified_name(scope: tuple, layer) -> str:
     return "/".join(scope + (layer.name,))
 
 
-def trace(model, lookup) -> tuple[list[Call], Tracer, dict, list, list, list]:
+def trace(
+    model, lookup, input_shapes: list | None = None
+) -> tuple[list[Call], Tracer, dict, list, list, list]:
     """Walk `model` and run every call's handler.
 
     Args:
         model: functional or Sequential model (nested models are flattened).
         lookup: `f(layer) -> handler`, the handler registry's lookup.
+        input_shapes: shapes to trace with instead of the inputs' own (batch
+            axis included), e.g. to fill in `None` spatial dimensions.
 
     Returns:
         `(calls, tracer, nested_inputs, input_infos, output_infos, input_names)`,
@@ -166,8 +186,7 @@ def trace(model, lookup) -> tuple[list[Call], Tracer, dict, list, list, list]:
     input_infos: list[TensorInfo] = []
     input_names: list[str] = []
 
-    def on_input(kt):
-        shape = keras_graph.tensor_shape(kt)
+    def on_input(kt, shape):
         n = channel_count(shape)
         name = keras_graph.tensor_name(kt)
         tracer.call_index = -1 - len(input_names)
@@ -181,11 +200,19 @@ def trace(model, lookup) -> tuple[list[Call], Tracer, dict, list, list, list]:
     def on_model(nested, values, scope):
         nested_inputs.setdefault(id(nested), values)
 
-    def on_call(layer, values, out_shapes, scope):
-        call = Call(len(calls), layer, qualified_name(scope, layer), values)
+    def on_call(layer, values, out_shapes, scope, site):
+        call = Call(len(calls), layer, qualified_name(scope, layer), values, site=site)
         call.handler = lookup(layer)
         tracer.call_index = call.index
-        ids_list = call.handler.trace(call, out_shapes, tracer)
+        if call.constants and not call.handler.takes_constants:
+            shapes = ", ".join(str(c.shape) for c in call.constants)
+            reason = (
+                f"'{call.name}' computes with a constant array of shape {shapes} "
+                "that kprune does not know how to slice"
+            )
+            ids_list = tracer.opaque(call.inputs, out_shapes, reason)
+        else:
+            ids_list = call.handler.trace(call, out_shapes, tracer)
         for shape, ids in zip(out_shapes, ids_list):
             n = channel_count(shape)
             if ids is not None and len(ids) != n:
@@ -195,14 +222,40 @@ def trace(model, lookup) -> tuple[list[Call], Tracer, dict, list, list, list]:
                 )
             call.outputs.append(TensorInfo(shape, ids if n is not None else None))
         _couple_shared_calls(call, first_call, tracer)
+        _mark_shifted(call, tracer.count)
         calls.append(call)
         return call.outputs
 
-    output_infos = keras_graph.walk(model, on_input, on_call, on_model)
+    output_infos = keras_graph.walk(
+        model, on_input, on_call, on_model, input_shapes=input_shapes
+    )
     for kt, info in zip(model.outputs, output_infos):
         name = keras_graph.tensor_name(kt)
         tracer.freeze(info.ids, f"model output '{name}' keeps its shape")
     return calls, tracer, nested_inputs, input_infos, output_infos, input_names
+
+
+def _mark_shifted(call: Call, count: int) -> None:
+    """Follow removed channels that stop being zero (see `TensorInfo.shifted`).
+
+    A channel id keeps its flag through layers that pass it on; a call that
+    zeroes removed channels itself (a convolution, a BatchNorm) clears it, and
+    one that maps zero elsewhere (`handler.shifts_zero`) sets it.
+    """
+    shifted_in = [i for i in call.inputs if i.shifted is not None]
+    shifts = bool(call.handler.shifts_zero(call))
+    if not (shifts or shifted_in):
+        return
+    flags = np.zeros(count, dtype=bool)
+    for info in shifted_in:
+        flags[info.ids] |= info.shifted
+    zeroes = call.handler.zeroes_outputs
+    for info in call.outputs:
+        if info.ids is None:
+            continue
+        out = np.zeros(len(info.ids), dtype=bool) if zeroes else flags[info.ids]
+        out = out | shifts
+        info.shifted = out if out.any() else None
 
 
 def _couple_shared_calls(call: Call, first_call: dict, tracer: Tracer) -> None:

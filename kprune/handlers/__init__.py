@@ -30,7 +30,12 @@ from kprune.handlers.norm import (
     PReLUHandler,
     RescalingHandler,
 )
-from kprune.handlers.passthrough import ActivationHandler, LambdaHandler, SoftmaxHandler
+from kprune.handlers.passthrough import (
+    ActivationHandler,
+    ActivationOpHandler,
+    SoftmaxHandler,
+)
+from kprune.handlers.probing import ProbedHandler
 from kprune.handlers.registry import (
     get_handler,
     register_handler,
@@ -89,9 +94,9 @@ _BUILTINS = [
     ([c for c in [keras_graph.convnext_layer_scale()] if c], LayerScaleHandler()),
     (_layer_classes(["Activation"]), ActivationHandler()),
     (_layer_classes(["Softmax"]), SoftmaxHandler()),
-    (_layer_classes(["Lambda"]), LambdaHandler()),
+    (_layer_classes(["Lambda"]), ProbedHandler()),
     (_layer_classes(_PASS_THROUGH_LAYERS), PassThroughHandler()),
-    (keras_graph.ops_classes(_PASS_THROUGH_OPS), PassThroughHandler()),
+    (keras_graph.ops_classes(_PASS_THROUGH_OPS), ActivationOpHandler()),
     (
         _layer_classes(["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"])
         + keras_graph.ops_classes(["Add", "Subtract", "Multiply", "Maximum", "Minimum"])

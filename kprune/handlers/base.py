@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
 
 
@@ -58,6 +59,13 @@ class LayerHandler:
     #: True when the layer holds nothing per channel, so two calls of one shared
     #: instance need not be pruned alike (activations, pooling, merges).
     stateless = False
+    #: True when the handler copes with constant array arguments (`x * c`):
+    #: its `trace` checks them and `new_constant` slices them. Calls with such
+    #: arguments are frozen otherwise.
+    takes_constants = False
+    #: True when `zero_weights` makes a removed output channel exactly zero
+    #: whatever comes in (convolutions, BatchNorm), before any activation.
+    zeroes_outputs = False
 
     def trace(self, call, output_shapes, tracer):
         """Return one id array (or None) per output. Default: freeze everything."""
@@ -82,6 +90,33 @@ class LayerHandler:
     def zero_weights(self, layer, weights: dict, masks: Masks) -> dict:
         """Weights with the removed output channels zeroed (same shapes)."""
         return weights
+
+    def shifts_zero(self, call) -> bool:
+        """True when a zero channel leaves this call as a non-zero constant.
+
+        `sigmoid(0)` is 0.5 and `x + c` is `c`: a removed channel then reaches
+        the next layer as a constant, which `shrink` folds into that layer's
+        bias. The default checks the layer's `activation`, if it has one.
+        """
+        return activation_shifts_zero(call.layer)
+
+    def constant_fold(self, layer) -> str | None:
+        """Can a constant input channel be folded into this layer's bias?
+
+        Returns None when it cannot; otherwise how exact the fold is (`"exact"`
+        or a phrase such as `"exact away from the border"`).
+        """
+        return None
+
+    def fold_constant_input(self, layer, weights: dict, values: np.ndarray) -> dict:
+        """Weights with input channels that hold the constants `values` (one per
+        input channel, 0 for the others) folded into the bias, which is added if
+        missing. Only called when `constant_fold` is not None."""
+        raise NotImplementedError
+
+    def new_constant(self, layer, value, masks: Masks):
+        """A constant array argument of the call (`c` in `x * c`), sliced."""
+        return value
 
     def merge_inputs(self, layer, weights: dict, merges: list) -> dict | None:
         """Fold input channels into others: for each `(src, dst, factor)` of index
@@ -111,6 +146,40 @@ class PassThroughHandler(LayerHandler):
         if reason:
             return tracer.opaque(call.inputs, output_shapes, reason)
         return [call.input.ids for _ in output_shapes]
+
+
+_SHIFTS: dict = {}
+
+
+def activation_shifts_zero(layer) -> bool:
+    """True if the layer's `activation` (if any) maps 0 to something else."""
+    fn = getattr(layer, "activation", None)
+    if not callable(fn):
+        return False
+    try:
+        return _SHIFTS[fn]
+    except (KeyError, TypeError):
+        pass
+    try:
+        value = keras.ops.convert_to_numpy(fn(np.zeros((1, 2), "float32")))
+        shifts = bool(np.any(value != 0))
+    except Exception:  # noqa: BLE001 - an activation we cannot run: assume it does
+        shifts = True
+    try:
+        _SHIFTS[fn] = shifts
+    except TypeError:
+        pass
+    return shifts
+
+
+def nonzero_at_zero(call) -> bool:
+    """Run the call on all-zero inputs and say whether any output is non-zero."""
+    shapes = [tuple(1 if d is None else d for d in i.shape) for i in call.inputs]
+    try:
+        outputs = call.site.run([np.zeros(s, "float32") for s in shapes])
+    except Exception:  # noqa: BLE001 - cannot run it alone: assume it shifts
+        return True
+    return any(bool(np.any(np.asarray(y) != 0)) for y in outputs)
 
 
 def channels_first_reason(call) -> str | None:

@@ -28,6 +28,13 @@ from kprune.handlers.base import (
 )
 
 
+def _fold_into_bias(weights: dict, shift: np.ndarray) -> dict:
+    weights = dict(weights)
+    bias = weights.get("bias")
+    weights["bias"] = (np.zeros_like(shift) if bias is None else bias) + shift
+    return weights
+
+
 class ConvHandler(LayerHandler):
     """`Conv1D/2D/3D`, including grouped convolutions.
 
@@ -40,6 +47,8 @@ class ConvHandler(LayerHandler):
     * **same index in every group** otherwise (ResNeXt): channel `j` of every
       group is removed together, and `groups` stays.
     """
+
+    zeroes_outputs = True
 
     def trace(self, call, output_shapes, tracer):
         reason = channels_first_reason(call)
@@ -91,6 +100,18 @@ class ConvHandler(LayerHandler):
             weights["bias"] = zero(weights["bias"], masks.output, 0)
         return weights
 
+    def constant_fold(self, layer):
+        if (getattr(layer, "groups", 1) or 1) > 1:
+            return None
+        if layer.padding == "valid" or all(k == 1 for k in layer.kernel_size):
+            return "exact"
+        return "exact away from the border (padding='same')"
+
+    def fold_constant_input(self, layer, weights, values):
+        kernel = weights["kernel"]
+        window_sum = kernel.reshape((-1,) + kernel.shape[-2:]).sum(axis=0)
+        return _fold_into_bias(weights, values.astype(kernel.dtype) @ window_sum)
+
     def merge_inputs(self, layer, weights, merges):
         if (getattr(layer, "groups", 1) or 1) > 1:
             return None
@@ -122,6 +143,8 @@ def _whole_groups(per_group_in: int, per_group_out: int) -> bool:
 class DenseHandler(LayerHandler):
     """`Dense` on the last axis of a 2-D or channels-last N-D input."""
 
+    zeroes_outputs = True
+
     def trace(self, call, output_shapes, tracer):
         return [tracer.new(output_shapes[0][-1])]
 
@@ -150,6 +173,13 @@ class DenseHandler(LayerHandler):
             weights["lora_kernel_b"] = zero(weights["lora_kernel_b"], masks.output, 1)
         return weights
 
+    def constant_fold(self, layer):
+        return None if getattr(layer, "lora_enabled", False) else "exact"
+
+    def fold_constant_input(self, layer, weights, values):
+        shift = values.astype(weights["kernel"].dtype) @ weights["kernel"]
+        return _fold_into_bias(weights, shift)
+
     def merge_inputs(self, layer, weights, merges):
         if "lora_kernel_a" in weights:
             return None
@@ -169,6 +199,8 @@ class ConvTransposeHandler(LayerHandler):
     MACs are counted once per *input* position: each input pixel is multiplied by
     the whole kernel once. Counting per output position over-counts by stride².
     """
+
+    zeroes_outputs = True
 
     def trace(self, call, output_shapes, tracer):
         reason = channels_first_reason(call)
@@ -212,6 +244,8 @@ class ConvTransposeHandler(LayerHandler):
 class DepthwiseHandler(LayerHandler):
     """`DepthwiseConv{1,2}D`: input channel c owns outputs c*m .. c*m + m - 1."""
 
+    zeroes_outputs = True
+
     def trace(self, call, output_shapes, tracer):
         reason = channels_first_reason(call)
         if reason:
@@ -247,6 +281,8 @@ class DepthwiseHandler(LayerHandler):
 
 class SeparableHandler(LayerHandler):
     """`SeparableConv{1,2}D`: a depthwise step on the inputs, then a pointwise conv."""
+
+    zeroes_outputs = True
 
     def trace(self, call, output_shapes, tracer):
         reason = channels_first_reason(call)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kprune.graph.tracer import channel_count
-from kprune.handlers.base import LayerHandler, kept
+from kprune.handlers.base import LayerHandler, keep, kept, nonzero_at_zero
 
 
 def _is_channel_axis(axis: int, rank: int) -> bool:
@@ -17,13 +17,24 @@ class MergeHandler(LayerHandler):
 
     Inputs with as many channels as the output are coupled channel by channel. An
     input with one channel that broadcasts across the others (a spatial attention
-    map, say) is not coupled; its single channel is frozen.
+    map, say) is not coupled; its single channel is frozen. A constant operand
+    (`x * c`, `x + c`) whose last axis has one entry per channel is sliced with
+    the channels; one that broadcasts (a scalar, a last axis of 1) is kept.
     """
 
     stateless = True
+    takes_constants = True
 
     def trace(self, call, output_shapes, tracer):
         n = channel_count(output_shapes[0])
+        for value in call.constants:
+            if n is None or value.shape[-1] not in (1, n):
+                return tracer.opaque(
+                    call.inputs,
+                    output_shapes,
+                    f"'{call.name}' broadcasts a constant of shape {value.shape} "
+                    "over the channel axis",
+                )
         inputs = [info for info in call.inputs if info.ids is not None]
         full = [info.ids for info in inputs if len(info.ids) == n]
         if n is None or not full:
@@ -44,6 +55,17 @@ class MergeHandler(LayerHandler):
         for ids in full[1:]:
             tracer.couple(full[0], ids)
         return [full[0]]
+
+
+    def shifts_zero(self, call):
+        # Only an operand outside the graph (`x + 0.3`, `x + c`) can do it.
+        return (len(call.inputs) < 2 or bool(call.constants)) and nonzero_at_zero(call)
+
+    def new_constant(self, layer, value, masks):
+        mask = masks.output
+        if mask is None or np.ndim(value) == 0 or np.shape(value)[-1] != len(mask):
+            return value
+        return keep(np.asarray(value), mask, -1)
 
 
 class ConcatenateHandler(LayerHandler):

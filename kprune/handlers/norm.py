@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from kprune.handlers.base import PassThroughHandler, keep, kept, zero
+from kprune.handlers.base import (
+    PassThroughHandler,
+    keep,
+    kept,
+    nonzero_at_zero,
+    zero,
+)
 
 
 class ChannelwiseHandler(PassThroughHandler):
@@ -21,6 +27,10 @@ class ChannelwiseHandler(PassThroughHandler):
     stateless = False
     #: Names of the weights to zero for a removed channel; None zeroes them all.
     zeroed: tuple | None = ()
+
+    @property
+    def zeroes_outputs(self) -> bool:
+        return self.zeroed is None or bool(self.zeroed)
 
     def unsupported(self, call) -> str | None:
         """A reason to freeze this call, or None when it is channel-wise."""
@@ -95,7 +105,14 @@ class LayerNormHandler(ChannelwiseHandler):
 
 
 class NormalizationHandler(ChannelwiseHandler):
-    """The preprocessing `Normalization` layer (per-channel mean and variance)."""
+    """The preprocessing `Normalization` layer (per-channel mean and variance).
+
+    A zero channel comes out as `-mean / std`, a constant the next layer's bias
+    takes in when the channel is removed.
+    """
+
+    def shifts_zero(self, call):
+        return nonzero_at_zero(call)
 
     def unsupported(self, call):
         axis = call.layer.axis
@@ -113,7 +130,13 @@ class NormalizationHandler(ChannelwiseHandler):
 
 
 class RescalingHandler(ChannelwiseHandler):
-    """`Rescaling` whose scale and offset may be per-channel lists."""
+    """`Rescaling` whose scale and offset may be per-channel lists.
+
+    A zero channel comes out as the offset.
+    """
+
+    def shifts_zero(self, call):
+        return nonzero_at_zero(call)
 
     def new_config(self, layer, config, masks):
         config = dict(config)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from kprune.graph import keras_graph
-from kprune.handlers.base import LayerHandler, PassThroughHandler
+from kprune.handlers.base import PassThroughHandler, nonzero_at_zero
 
 # Functions that mix all channels of a position, so removing one changes the rest.
 _CHANNEL_MIXING = {"softmax", "log_softmax", "sparsemax"}
@@ -33,16 +32,12 @@ class SoftmaxHandler(PassThroughHandler):
         return super().trace(call, output_shapes, tracer)
 
 
-class LambdaHandler(LayerHandler):
-    """`Lambda` runs Python code that kprune cannot read, so it is always frozen."""
+class ActivationOpHandler(PassThroughHandler):
+    """Element-wise `keras.ops` activations in a graph (`keras.ops.sigmoid(x)`).
 
-    def trace(self, call, output_shapes, tracer):
-        reason = (
-            f"Lambda '{call.name}' runs Python code kprune cannot see through; "
-            "replace it with built-in layers or register a handler for a custom "
-            "layer (kprune.register_handler)"
-        )
-        return tracer.opaque(call.inputs, output_shapes, reason)
+    Some map zero elsewhere (`sigmoid(0) = 0.5`, `softplus(0) = log 2`); the
+    next layer's bias then takes in a removed channel's constant.
+    """
 
-    def clone(self, layer, config):
-        return keras_graph.copy_lambda(layer)
+    def shifts_zero(self, call):
+        return nonzero_at_zero(call)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import keras
 
 from kprune.handlers.base import LayerHandler
+from kprune.handlers.probing import ProbedHandler
 
 _HANDLERS: dict[type | str, LayerHandler] = {}
-_OPAQUE = LayerHandler()
+#: For layers and ops without a handler: frozen unless probing proves them
+#: channel-wise (only possible for calls that hold no weights).
+_UNKNOWN = ProbedHandler()
 
 
 def register_handler(
@@ -56,7 +59,8 @@ def get_handler(layer) -> LayerHandler:
     """The handler for `layer`, found along its class hierarchy.
 
     A subclass of `Conv2D` gets the `Conv2D` handler. A layer with no registered
-    class in its hierarchy gets the opaque handler, which freezes its channels.
+    class in its hierarchy gets a handler that freezes its channels, unless the
+    layer holds no weights and probing proves it channel-wise.
     """
     for cls in type(layer).__mro__:
         handler = _HANDLERS.get(cls)
@@ -64,7 +68,7 @@ def get_handler(layer) -> LayerHandler:
             handler = _HANDLERS.get(keras.saving.get_registered_name(cls))
         if handler is not None:
             return handler
-    return _OPAQUE
+    return _UNKNOWN
 
 
 def registered_classes() -> list[type | str]:

@@ -23,10 +23,27 @@ from kprune.export import (
 from kprune.report import format_table
 
 
-def _interpreter(path: str, threads: int = 1):
+def _interpreter(path: str, threads: int = 1, input_shape=None):
+    """A LiteRT interpreter for `path`, its tensors allocated.
+
+    A file exported from a model with `None` spatial dimensions stores them as
+    1; it is resized to `input_shape` (without the batch axis) first, and
+    refused without one, since a 3x3 convolution cannot even be sized at 1x1.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path, num_threads=threads)
+    for detail in interpreter.get_input_details():
+        signature = [int(d) for d in detail.get("shape_signature", detail["shape"])]
+        if all(d > 0 for d in signature[1:]):
+            continue
+        if input_shape is None:
+            raise ValueError(
+                f"{path} takes inputs of any size ({signature[1:]}, -1 = any): pass "
+                "input_shape=(H, W, C) to time it at one size"
+            )
+        shape = [max(int(detail["shape"][0]), 1)] + [int(d) for d in input_shape]
+        interpreter.resize_tensor_input(detail["index"], shape)
     interpreter.allocate_tensors()
     return interpreter
 
@@ -40,7 +57,12 @@ class TFLiteRunner:
     """
 
     def __init__(self, model: keras.Model, path: str, threads: int = 1):
-        self.runner = _interpreter(path, threads).get_signature_runner()
+        from ai_edge_litert.interpreter import Interpreter
+
+        # The signature runner sizes its tensors for each call's inputs (models
+        # built for any image size included), so nothing is allocated up front.
+        interpreter = Interpreter(model_path=path, num_threads=threads)
+        self.runner = interpreter.get_signature_runner()
         self.inputs = self.runner.get_input_details()
         self.outputs = self.runner.get_output_details()
         names = [kt.name for kt in model.inputs]
@@ -150,7 +172,11 @@ class TFLiteBenchmark:
 
 
 def benchmark_tflite(
-    path: str | list[str], threads: int = 1, runs: int = 50, warmup: int = 5
+    path: str | list[str],
+    threads: int = 1,
+    runs: int = 50,
+    warmup: int = 5,
+    input_shape=None,
 ) -> TFLiteBenchmark | list[TFLiteBenchmark]:
     """Time `.tflite` files in the LiteRT interpreter.
 
@@ -162,6 +188,8 @@ def benchmark_tflite(
         threads: interpreter threads.
         runs: timed runs (the median and 90th percentile are reported).
         warmup: untimed runs first.
+        input_shape: `(H, W, C)` to time a file exported from a model built for
+            any image size (`None` dimensions) at; required for such files.
 
     Returns:
         A `TFLiteBenchmark`, or a list of them for a list of paths.
@@ -169,7 +197,7 @@ def benchmark_tflite(
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs must be >= 1 and warmup >= 0; got {runs}, {warmup}")
     paths = [path] if isinstance(path, str) else list(path)
-    interpreters = [_interpreter(p, threads) for p in paths]
+    interpreters = [_interpreter(p, threads, input_shape) for p in paths]
     for interpreter in interpreters:
         rng = np.random.default_rng(0)
         for detail in interpreter.get_input_details():

@@ -310,6 +310,7 @@ def masks_plan(model: keras.Model, graph: ChannelGraph | None = None) -> Pruning
         criterion="masks",
     )
     counter = MacCounter(g)
-    result.macs_before = counter.base
-    result.macs_after = counter(result.keep_units(g))
+    if counter.known:  # not for a model built for any image size
+        result.macs_before = counter.base
+        result.macs_after = counter(result.keep_units(g))
     return result

@@ -158,3 +158,20 @@ def test_import_is_lazy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["False", "False"], out.stderr[-2000:]
+
+
+def test_a_model_built_for_any_image_size_exports_and_times(tmp_path):
+    """LiteRT used to fail sizing a 3x3 conv at the file's default 1x1 input."""
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+    x = keras.layers.Conv2D(8, 3)(x)
+    pooled = keras.layers.GlobalMaxPooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(3)(pooled))
+    small = kprune.prune(model, ratio=0.5)
+    path = str(tmp_path / "any_size.tflite")
+    result = kprune.export_tflite(small, path)
+    assert result.max_rel_error < 1e-4
+    with pytest.raises(ValueError, match=r"input_shape=\(H, W, C\)"):
+        kprune.benchmark_tflite(path, runs=1)
+    timing = kprune.benchmark_tflite(path, runs=2, warmup=1, input_shape=(24, 24, 3))
+    assert timing.median_ms > 0

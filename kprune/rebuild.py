@@ -9,11 +9,13 @@ rebuilt as nested models); then each new layer gets its weights.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import keras
 
 from kprune.graph import keras_graph
+from kprune.handlers import get_handler
 
 #: `make_layer(layer) -> (new_layer, weights)`; `weights` is a callable returning
 #: the new layer's weights (in `new_layer.weights` order) once it is built, or None
@@ -49,10 +51,17 @@ def rebuild(
             return cache[id(layer)]
         if keras_graph.is_graph_model(layer):
             new = clone_nested(layer)
+        elif keras_graph.opened(layer) is not None:
+            # A block kprune read from the inside comes back as a nested
+            # functional model of its sub-layers, with the block's name.
+            new = clone_nested(keras_graph.opened(layer))
         else:
-            new, weights = make_layer(layer)
+            try:
+                new, weights = make_layer(layer)
+            except Exception as error:  # noqa: BLE001 - named for the user below
+                raise RebuildError(layer, f"{type(error).__name__}: {error}") from error
             if weights is not None:
-                pending.append((new, weights, _skip_random_init(new)))
+                pending.append((layer, new, weights, _skip_random_init(new)))
         cache[id(layer)] = new
         old_of[id(new)] = layer
         return new
@@ -80,13 +89,89 @@ def rebuild(
     def clone_nested(sub):
         return clone(sub, nested_input_channels.get(id(sub)))
 
-    new_model = clone(model)
-    for new, weights, initializers in pending:
+    new_model = _without_compiling(model, clone)
+    for old, new, weights, initializers in pending:
         for owner, attr, initializer in initializers:
             setattr(owner, attr, initializer)
         values = weights()
-        if values is not None:
-            new.set_weights(values)
+        if values is None:
+            continue
+        if len(values) != len(new.weights):
+            raise RebuildError(
+                old,
+                f"rebuilt from its config it has {len(new.weights)} weights where "
+                f"the original has {len(values)}, so its get_config() does not "
+                "describe it",
+            )
+        new.set_weights(values)
+    return new_model
+
+
+class RebuildError(ValueError):
+    """A layer that kprune cannot rebuild from its config.
+
+    kprune makes every smaller, wrapped or unwrapped model by rebuilding each
+    layer from `get_config()` and copying its weights; a layer whose config
+    does not round-trip stops that, and this error names it and the fix.
+    """
+
+    def __init__(self, layer, problem: str):
+        cls = type(layer)
+        super().__init__(
+            f"kprune cannot rebuild layer '{layer.name}' ({cls.__module__}."
+            f"{cls.__qualname__}): {problem}. kprune rebuilds every layer from "
+            "its config to make a new model. Fix the layer's get_config() / "
+            "from_config(), or register a handler for its class whose config() "
+            "and clone() rebuild it (kprune.register_handler(..., override=True); "
+            "see docs/custom-layers.md)."
+        )
+        self.layer_name = layer.name
+
+
+def check_rebuildable(layers) -> None:
+    """Raise a `RebuildError` now for a layer that cannot be rebuilt.
+
+    Run before long work (planning with data, fine-tuning) that would
+    otherwise fail only at the end. Keras' and kprune's own layers are
+    trusted; the others (keras_hub, keras_cv, a user's) are rebuilt once from
+    their config here, the way surgery will.
+    """
+    for layer in layers:
+        if type(layer).__module__.startswith(("keras.", "kprune.")):
+            continue
+        handler = get_handler(layer)
+        try:
+            handler.clone(layer, handler.config(layer))
+        except Exception as error:  # noqa: BLE001 - named for the user
+            raise RebuildError(layer, f"{type(error).__name__}: {error}") from error
+
+
+def _without_compiling(model, clone):
+    """`clone(model)`, then compiled as `model` is, where that can be done.
+
+    `clone_model` compiles the copy itself and fails on a compile config that
+    does not deserialize (a keras_hub task's custom loss, say), after the whole
+    graph was rebuilt. The copy is made uncompiled instead, then compiled; a
+    config that cannot be restored leaves it uncompiled, with a warning.
+    """
+    compiled = getattr(model, "compiled", False)
+    if not compiled:
+        return clone(model)
+    config = model.get_compile_config()
+    model.compiled = False  # read by clone_model; restored at once
+    try:
+        new_model = clone(model)
+    finally:
+        model.compiled = compiled
+    try:
+        new_model.compile_from_config(config)
+    except Exception as error:  # noqa: BLE001 - reported, the model is still good
+        warnings.warn(
+            f"kprune rebuilt '{model.name}' but could not compile it as the "
+            f"original ({type(error).__name__}: {error}); compile the result "
+            "yourself before fit() or evaluate().",
+            stacklevel=3,
+        )
     return new_model
 
 

@@ -19,7 +19,7 @@ from kprune.handlers.base import weight_keys
 from kprune.layers import is_wrapped
 from kprune.planner import plan as make_plan
 from kprune.plans import PruningPlan
-from kprune.rebuild import rebuild
+from kprune.rebuild import check_rebuildable, rebuild
 from kprune.wrapping import masks_plan, unwrap
 
 
@@ -134,6 +134,7 @@ def _keep_units(g: ChannelGraph, plan) -> np.ndarray:
 
 
 def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, plan):
+    check_rebuildable(g.layers())
     masks = g.masks(keep)
     merges = compensation_merges(g, plan)
     constants = {}
@@ -149,7 +150,7 @@ def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, 
 
     def make_layer(layer):
         handler = get_handler(layer)
-        config = layer.get_config()
+        config = handler.config(layer)
         m = masks.get(id(layer))
         changes = m is not None and m.changes
         if slice_channels and changes:

@@ -132,7 +132,8 @@ def unwrap(model: keras.Model) -> keras.Model:
 
 def copy_layer(layer):
     """A `make_layer` result that copies `layer` unchanged."""
-    new = get_handler(layer).clone(layer, layer.get_config())
+    handler = get_handler(layer)
+    new = handler.clone(layer, handler.config(layer))
     if not getattr(layer, "weights", None):
         return new, None
     return new, layer.get_weights

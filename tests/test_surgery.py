@@ -293,3 +293,127 @@ def test_a_call_with_a_constant_kprune_cannot_slice_freezes_its_group():
     assert any("constant array of shape" in r for r in g.group("first").reasons)
     plan = kprune.plan(model, ratio=0.5)
     assert plan.channels_after == plan.channels_before  # no Keras error either
+
+
+class ConvBlock(keras.layers.Layer):
+    """A block written as a layer holding layers (as keras_hub and keras_cv do)."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv = keras.layers.Conv2D(filters, 3, padding="same")
+        self.bn = keras.layers.BatchNormalization()
+
+    def call(self, x, training=None):
+        return keras.ops.relu(self.bn(self.conv(x), training=training))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def block_net():
+    inp = keras.Input((12, 12, 3))
+    x = ConvBlock(8, name="block1")(inp)
+    x = ConvBlock(12, name="block2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return models.randomize(keras.Model(inp, keras.layers.Dense(3)(x)))
+
+
+def test_a_block_written_as_a_layer_is_opened_and_pruned():
+    model = block_net()
+    g = kprune.graph(model)
+    assert not g.group("block1/conv2d").frozen
+    assert "block2/batch_normalization_1" in g.layer_names()
+    small = models.assert_exact(model, kprune.plan(model, ratio=0.5))
+    block = small.get_layer("block1")
+    assert isinstance(block, keras.Model)  # comes back as a nested model
+    assert block.layers[1].filters == 4
+    models.assert_exact(model, kprune.plan(model, ratio=0.5))  # opened once, reused
+
+
+def test_an_opened_block_survives_wrap_and_a_keras_round_trip(tmp_path):
+    model = block_net()
+    wrapped = kprune.wrap(model, init="uniform", seed=2)
+    x = models.inputs_for(model)
+    for other in (kprune.unwrap(wrapped), kprune.shrink(wrapped)):
+        np.testing.assert_allclose(
+            models.outputs(other, x)[0], models.outputs(wrapped, x)[0], atol=1e-5
+        )
+    small = kprune.prune(model, ratio=0.5)
+    small.save(tmp_path / "small.keras")
+    loaded = keras.saving.load_model(tmp_path / "small.keras")
+    np.testing.assert_allclose(
+        models.outputs(loaded, x)[0], models.outputs(small, x)[0], atol=1e-6
+    )
+
+
+class Unrebuildable(keras.layers.Layer):
+    """Its config names an argument its constructor refuses."""
+
+    def call(self, x):
+        return x * 2.0
+
+    def get_config(self):
+        return {**super().get_config(), "typo_argument": 1}
+
+
+class ConfigLosesAWeight(keras.layers.Layer):
+    """Makes one weight more when built from its config than it was made with."""
+
+    def __init__(self, extra=False, **kwargs):
+        super().__init__(**kwargs)
+        self.extra = extra
+
+    def build(self, input_shape):
+        self.gain = self.add_weight(shape=(), initializer="ones", name="gain")
+        if self.extra:
+            self.spare = self.add_weight(shape=(), initializer="ones", name="spare")
+
+    def call(self, x):
+        return x * self.gain
+
+    def get_config(self):
+        return {**super().get_config(), "extra": True}
+
+
+@pytest.mark.parametrize(
+    "layer, problem",
+    [
+        (Unrebuildable, "typo_argument"),
+        (ConfigLosesAWeight, "has 2 weights where the original has 1"),
+    ],
+)
+def test_a_layer_that_cannot_be_rebuilt_names_itself_and_the_fix(layer, problem):
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, name="before")(inp)
+    x = layer(name="odd")(x)
+    model = keras.Model(inp, keras.layers.Conv2D(4, 1)(x))
+    before = models.weights_of(model)
+    with pytest.raises(ValueError, match="cannot rebuild layer 'odd'") as info:
+        kprune.prune(model, ratio=0.5)
+    assert problem in str(info.value) and "register_handler" in str(info.value)
+    for a, b in zip(before, models.weights_of(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_identity_with_a_dtype_policy_object_is_rebuilt():
+    """keras_hub builds Identity(dtype=DTypePolicy(...)); its get_config raises."""
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, name="before")(inp)
+    policy = keras.DTypePolicy("float32")
+    x = keras.layers.Identity(dtype=policy, name="same")(x)
+    model = models.randomize(keras.Model(inp, keras.layers.Conv2D(4, 1)(x)))
+    small = models.assert_exact(model, kprune.plan(model, ratio=0.5))
+    assert isinstance(small.get_layer("same"), keras.layers.Identity)
+
+
+def test_a_compile_config_that_cannot_be_restored_warns_and_still_shrinks():
+    def unregistered_loss(y_true, y_pred):
+        return keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+    model = models.vgg()
+    model.compile(optimizer="adam", loss=unregistered_loss)
+    with pytest.warns(UserWarning, match="could not compile it as the original"):
+        small = kprune.prune(model, ratio=0.5)
+    assert small.count_params() < model.count_params()
+    assert model.compiled

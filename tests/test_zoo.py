@@ -1,4 +1,4 @@
-"""Smoke tests on real architectures: keras.applications and keras_cv backbones.
+"""Smoke tests on real architectures: keras.applications, keras_cv and keras_hub.
 
 Each model is built at a small input size with `weights=None`, planned at ratio
 0.3 and shrunk. The output shape must stay, parameters must drop, the forward pass
@@ -141,7 +141,9 @@ def test_keras_cv_backbones(name):
 
 
 @pytest.mark.slow
-def test_keras_cv_lambdas_are_probed_and_composite_blocks_frozen():
+def test_keras_cv_csp_darknet_lambdas_and_blocks_are_seen_through():
+    """It wraps every activation in a Lambda and builds CrossStagePartial blocks
+    as layers: 0 of its channel units were prunable before probing and opening."""
     import keras_cv
 
     model = keras_cv.models.CSPDarkNetBackbone(
@@ -152,11 +154,86 @@ def test_keras_cv_lambdas_are_probed_and_composite_blocks_frozen():
     )
     g = kprune.graph(model)
     text = g.explain()
-    assert "CrossStagePartial" in text and "opaque to kprune" in text
     assert "Lambda" in text and "proven channel-wise by probing" in text
-    # What kprune cannot read keeps its channels; the rest shrinks exactly.
-    model = models.randomize(model)
-    models.assert_exact(model, kprune.plan(model, criterion="random", ratio=0.5))
+    assert "opaque" not in text
+    assert any(c.name.startswith("dark2_csp/") for c in g.calls)  # opened
+    assert inside_share(g) >= 0.9
+    small = check_exact(models.randomize(model), ratio=0.5)
+    # The opened block comes back as a nested model with the block's name.
+    assert isinstance(small.get_layer("dark2_csp"), keras.Model)
+
+
+def inside_share(g) -> float:
+    """Prunable share of the channel units that model inputs/outputs do not pin."""
+    pinned = sum(
+        grp.size
+        for grp in g.groups
+        if grp.reasons
+        and all(r.startswith(("model input", "model output")) for r in grp.reasons)
+    )
+    total = sum(grp.size for grp in g.groups)
+    return sum(grp.size for grp in g.prunable) / (total - pinned)
+
+
+def check_exact(model, ratio=0.3, atol=1e-4):
+    """shrink matches zero_pruned on every output (dicts of outputs included)."""
+    plan = kprune.plan(model, criterion="random", ratio=ratio)
+    small = kprune.shrink(model, plan)
+    assert small.count_params() < model.count_params()
+    x = models.inputs_for(model)
+    want = keras.tree.flatten(kprune.zero_pruned(model, plan)(x))
+    got = keras.tree.flatten(small(x))
+    for a, b in zip(want, got):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_allclose(b, a, atol=atol * max(np.abs(a).max(), 1.0))
+    return small
+
+
+HUB_EXACT = [
+    "ResNet50V2",  # pads with -inf before its max pool (a probed op)
+    "MobileNetV3Small",  # every block is a layer holding layers
+    "CSPDarkNet53",
+    "DeepLabV3Plus",  # spatial pyramid pooling block
+    "RetinaNet",  # one head block shared by every pyramid level
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", HUB_EXACT)
+def test_keras_hub_models_prune_exactly(name):
+    pytest.importorskip("keras_hub")
+    from tests.hub_models import HUB
+
+    model = models.randomize(HUB[name]())
+    g = kprune.graph(model)
+    assert inside_share(g) >= 0.9, g.explain()
+    check_exact(model)
+
+
+@pytest.mark.slow
+def test_keras_hub_backbone_built_for_any_image_size():
+    pytest.importorskip("keras_hub")
+    from tests.hub_models import ANY, HUB
+
+    model = HUB["MobileNetV3Small"](ANY)
+    small = kprune.prune(model, ratio=0.3)  # a ratio plan needs no image size
+    assert small.count_params() < model.count_params()
+    flops = kprune.plan(model, flops=0.5, input_shape=(64, 64, 3))
+    assert flops.flops_ratio <= 0.5
+
+
+@pytest.mark.slow
+def test_a_keras_hub_layer_that_cannot_be_rebuilt_gets_a_kprune_error():
+    """MiT's layers do not round-trip their config (clone_model fails too)."""
+    pytest.importorskip("keras_hub")
+    from tests.hub_models import HUB
+
+    model = HUB["MiT-B0"]()
+    before = models.weights_of(model)
+    with pytest.raises(ValueError, match=r"(?s)cannot rebuild layer '.*'.*register a"):
+        kprune.prune(model, ratio=0.3)
+    for a, b in zip(before, models.weights_of(model)):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.slow

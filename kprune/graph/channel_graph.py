@@ -18,6 +18,7 @@ import numpy as np
 from kprune.graph import keras_graph
 from kprune.graph.tracer import Call, TensorInfo, trace
 from kprune.handlers import Masks, get_handler
+from kprune.handlers.registry import has_handler
 from kprune.layers import ImportanceWrapper
 
 
@@ -126,7 +127,12 @@ class ChannelGraph:
             self.input_infos,
             self.output_infos,
             self.input_names,
-        ) = trace(model, get_handler, self.input_shapes)
+        ) = trace(
+            model,
+            get_handler,
+            self.input_shapes,
+            should_open=lambda layer: not has_handler(layer),
+        )
         self._consumers: dict[int, list[Call]] = {}
         for call in self.calls:
             for info in call.inputs:
@@ -186,6 +192,10 @@ class ChannelGraph:
     def calls_of(self, layer) -> list[Call]:
         """Every call of `layer` (one per use of a shared layer)."""
         return [call for call in self.calls if call.layer is layer]
+
+    def layers(self) -> list:
+        """Every distinct layer (or op) the graph calls, in call order."""
+        return list({id(c.layer): c.layer for c in self.calls}.values())
 
     def layer_names(self) -> set[str]:
         return {call.name for call in self.calls}
@@ -376,6 +386,8 @@ def _constant_sinks(calls: list[Call], tracer) -> list[tuple[Call, int, str | No
             if passes and call.handler.zeroes_outputs:
                 continue  # a depthwise conv or a BatchNorm zeroes them again
             fold = call.handler.constant_fold(call.layer)
+            if fold == "exact" and info.border:
+                fold = "exact away from the border (the channel is padded on its way)"
             where = f"'{call.name}' ({type(call.layer).__name__})"
             if fold is None:
                 text = (

@@ -11,9 +11,11 @@ Keras upgrade that renames something breaks this file only.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Iterable
 
 import keras
+import numpy as np
 from keras.src.activations import activations as _activations
 from keras.src.applications import convnext as _convnext
 from keras.src.applications import inception_resnet_v2 as _inception_resnet_v2
@@ -75,6 +77,7 @@ def walk(
     on_call: Callable[[Any, list, list, tuple], list],
     on_model: Callable[[keras.Model, list, tuple], None] | None = None,
     input_shapes: list | None = None,
+    should_open: Callable[[Any], bool] | None = None,
 ) -> list:
     """Visit every leaf operation call of `model` in execution order.
 
@@ -95,6 +98,9 @@ def walk(
         input_shapes: shapes (batch axis included) to walk the graph with instead
             of the inputs' own, one per model input; `on_input` still gets the
             input's KerasTensor. Output shapes are then recomputed call by call.
+        should_open: optional `f(layer) -> bool`: whether to open a layer that
+            holds other layers (see `open_composite`) and walk its inside as a
+            nested model. `replay` and `kprune.rebuild` then open it too.
 
     Returns:
         The values of the model outputs, in `model.outputs` order.
@@ -105,11 +111,11 @@ def walk(
         id(kt): (on_input(kt, tuple(shape)), tuple(shape))
         for kt, shape in zip(function.inputs, shapes)
     }
-    _walk_function(function, env, on_call, on_model, ())
+    _walk_function(function, env, on_call, on_model, (), should_open)
     return [env[id(kt)][0] for kt in function.outputs]
 
 
-def _walk_function(function, env, on_call, on_model, scope):
+def _walk_function(function, env, on_call, on_model, scope, should_open=None):
     def visit(node, entries, scope):
         shapes = _output_shapes(node, list(node.input_tensors), [e[1] for e in entries])
         values = on_call(
@@ -121,15 +127,24 @@ def _walk_function(function, env, on_call, on_model, scope):
         if on_model is not None:
             on_model(operation, [e[0] for e in entries], scope)
 
-    _traverse(function, env, visit, enter, scope)
+    def expand(operation, node):
+        if should_open is None or not isinstance(operation, keras.layers.Layer):
+            return opened(operation)
+        if should_open(operation):
+            return open_composite(operation, node)
+        _OPENED.pop(operation, None)
+        return None
+
+    _traverse(function, env, visit, enter, scope, expand)
 
 
-def _traverse(function, env, visit, enter, scope):
+def _traverse(function, env, visit, enter, scope, expand=None):
     """Run `visit(node, input_entries, scope)` on every leaf node, in order.
 
     `env` maps `id(KerasTensor)` to an entry; `visit` returns one entry per node
     output. Nested models are entered (after `enter(model, entries, scope)`) with
-    their inputs bound to the caller's entries. `walk` and `replay` share this, so
+    their inputs bound to the caller's entries, and so are the layers that
+    `expand(layer, node)` opens into a model. `walk` and `replay` share this, so
     they number calls identically.
     """
     by_depth = function._nodes_by_depth
@@ -143,10 +158,16 @@ def _traverse(function, env, visit, enter, scope):
                 continue  # not reachable from this model's inputs (as Keras does)
             entries = [env[id(kt)] for kt in tensors]
             inner = _inner_function(operation)
+            if inner is None:
+                inner = (expand or opened)(operation, node)
+                if inner is not None:
+                    operation = inner
             if inner is not None:
                 enter(operation, entries, scope)
                 sub_env = {id(kt): e for kt, e in zip(inner.inputs, entries)}
-                _traverse(inner, sub_env, visit, enter, scope + (operation.name,))
+                _traverse(
+                    inner, sub_env, visit, enter, scope + (operation.name,), expand
+                )
                 results = [sub_env[id(kt)] for kt in inner.outputs]
             else:
                 results = visit(node, entries, scope)
@@ -240,6 +261,106 @@ def is_constant_array(value) -> bool:
     return len(getattr(value, "shape", ())) > 0
 
 
+_OPENED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def opened(layer, node=None) -> keras.Model | None:
+    """The model a walk opened `layer` into, if it did (see `open_composite`)."""
+    try:
+        return _OPENED.get(layer)
+    except TypeError:  # not weak-referenceable
+        return None
+
+
+def open_composite(layer, node) -> keras.Model | None:
+    """A functional model of what a layer holding other layers computes.
+
+    keras_hub and keras_cv build blocks as layers whose `call` runs sub-layers
+    (`InvertedResidualBlock`, `CrossStagePartial`). Calling that `call` on
+    symbolic inputs records the sub-layers' calls, so the block can be read, and
+    rebuilt, as a nested functional model with the block's name. It is only
+    done when the block's one tensor argument holds all its inputs and every
+    weight of the block is used by a recorded sub-layer; otherwise None.
+    The result is cached per layer (`opened`).
+    """
+    if layer in _OPENED:
+        return _OPENED[layer]
+    _OPENED[layer] = _inline(layer, node)
+    return _OPENED[layer]
+
+
+def _inline(layer, node) -> keras.Model | None:
+    args, kwargs = node.arguments.args, node.arguments.kwargs
+    if len(args) != 1 or not getattr(layer, "weights", None):
+        return None
+    flat = keras.tree.flatten(args[0])
+    tensors = list(node.input_tensors)
+    if not all(isinstance(t, keras.KerasTensor) for t in flat) or [
+        id(t) for t in flat
+    ] != [id(t) for t in tensors]:
+        return None
+    if any(isinstance(v, keras.KerasTensor) for v in keras.tree.flatten(kwargs)):
+        return None
+    # A block shared across feature-pyramid levels is called at several sizes:
+    # it is recorded with open spatial sizes (if it can be), others at their own.
+    shapes = {
+        tuple(tuple(t.shape) for t in other.input_tensors)
+        for other in getattr(layer, "_inbound_nodes", [])
+    }
+    for open_sizes in (True, False) if len(shapes) > 1 else (False,):
+        inputs = keras.tree.map_structure(
+            lambda t: keras.Input(
+                batch_shape=_open_spatial(t.shape) if open_sizes else tuple(t.shape),
+                dtype=t.dtype,
+            ),
+            args[0],
+        )
+        try:
+            outputs = layer.call(inputs, **kwargs)
+            model = keras.Model(inputs, outputs, name=layer.name)
+        except Exception:  # noqa: BLE001 - a call that cannot be recorded
+            continue
+        if {id(v) for v in model.weights} == {
+            id(v) for v in layer.weights
+        } and _computes_alike(layer, model, args[0], kwargs):
+            return model
+    return None
+
+
+def _computes_alike(layer, model, structure, kwargs) -> bool:
+    """Run the block and its recorded model on one random input; same outputs?
+
+    A block whose `call` bakes a static shape into a reshape, or branches on
+    Python values, can record a graph that fails or differs when run.
+    """
+    rng = np.random.default_rng(0)
+    x = keras.tree.map_structure(
+        lambda t: rng.standard_normal(
+            (2,) + tuple(8 if d is None else d for d in t.shape[1:])
+        ).astype(t.dtype if "float" in str(t.dtype) else "float32"),
+        structure,
+    )
+    flags = {k: v for k, v in kwargs.items() if k == "training"}
+    try:
+        want = keras.tree.flatten(layer(x, **kwargs))
+        got = keras.tree.flatten(model(x, **flags))
+    except Exception:  # noqa: BLE001 - it cannot even run: keep it closed
+        return False
+    if len(want) != len(got):
+        return False
+    for a, b in zip(want, got):
+        a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-4, atol=1e-5):
+            return False
+    return True
+
+
+def _open_spatial(shape) -> tuple:
+    """`(batch, H, W, C)` with every axis but the channels unknown."""
+    shape = tuple(shape)
+    return (None,) * (len(shape) - 1) + shape[-1:] if len(shape) > 2 else shape
+
+
 def _output_shapes(node, tensors, input_shapes) -> list[tuple]:
     """Output shapes of a node for the input shapes it really gets."""
     if all(tuple(kt.shape) == s for kt, s in zip(tensors, input_shapes)):
@@ -249,7 +370,12 @@ def _output_shapes(node, tensors, input_shapes) -> list[tuple]:
         for kt, shape in zip(tensors, input_shapes)
     }
     args, kwargs = node.arguments.fill_in(specs)
-    spec = node.operation.compute_output_spec(*args, **kwargs)
+    try:
+        spec = node.operation.compute_output_spec(*args, **kwargs)
+    except TypeError:
+        # Some layers' compute_output_spec refuses call keywords (`training`).
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+        spec = node.operation.compute_output_spec(*args, **kwargs)
     return [tuple(x.shape) for x in keras.tree.flatten(spec)]
 
 

@@ -31,6 +31,8 @@ class TensorInfo:
     #: Per channel, True where a channel removed upstream arrives here as a
     #: non-zero constant (after `sigmoid`, `x + c`, ...); None when none can.
     shifted: np.ndarray | None = None
+    #: True when such a constant may differ at the border (it was padded).
+    border: bool = False
 
     @property
     def channels(self) -> int | None:
@@ -164,7 +166,7 @@ def qualified_name(scope: tuple, layer) -> str:
 
 
 def trace(
-    model, lookup, input_shapes: list | None = None
+    model, lookup, input_shapes: list | None = None, should_open=None
 ) -> tuple[list[Call], Tracer, dict, list, list, list]:
     """Walk `model` and run every call's handler.
 
@@ -173,6 +175,8 @@ def trace(
         lookup: `f(layer) -> handler`, the handler registry's lookup.
         input_shapes: shapes to trace with instead of the inputs' own (batch
             axis included), e.g. to fill in `None` spatial dimensions.
+        should_open: `f(layer) -> bool`, whether to trace inside a layer that
+            holds other layers (see `keras_graph.open_composite`).
 
     Returns:
         `(calls, tracer, nested_inputs, input_infos, output_infos, input_names)`,
@@ -227,7 +231,12 @@ def trace(
         return call.outputs
 
     output_infos = keras_graph.walk(
-        model, on_input, on_call, on_model, input_shapes=input_shapes
+        model,
+        on_input,
+        on_call,
+        on_model,
+        input_shapes=input_shapes,
+        should_open=should_open,
     )
     for kt, info in zip(model.outputs, output_infos):
         name = keras_graph.tensor_name(kt)
@@ -250,12 +259,27 @@ def _mark_shifted(call: Call, count: int) -> None:
     for info in shifted_in:
         flags[info.ids] |= info.shifted
     zeroes = call.handler.zeroes_outputs
+    border = any(i.border for i in shifted_in)
     for info in call.outputs:
         if info.ids is None:
             continue
         out = np.zeros(len(info.ids), dtype=bool) if zeroes else flags[info.ids]
         out = out | shifts
         info.shifted = out if out.any() else None
+        # Padding (anything that grows H or W) puts other values at the border.
+        info.border = info.shifted is not None and (
+            border or _grows(call.inputs[0].shape if call.inputs else (), info.shape)
+        )
+
+
+def _grows(in_shape, out_shape) -> bool:
+    """True if a spatial axis is longer in `out_shape` than in `in_shape`."""
+    if len(in_shape) != len(out_shape):
+        return False
+    return any(
+        a is not None and b is not None and b > a
+        for a, b in zip(in_shape[1:-1], out_shape[1:-1])
+    )
 
 
 def _couple_shared_calls(call: Call, first_call: dict, tracer: Tracer) -> None:

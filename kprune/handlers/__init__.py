@@ -33,6 +33,7 @@ from kprune.handlers.norm import (
 from kprune.handlers.passthrough import (
     ActivationHandler,
     ActivationOpHandler,
+    IdentityHandler,
     SoftmaxHandler,
 )
 from kprune.handlers.probing import ProbedHandler
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 _PASS_THROUGH_LAYERS = """
-    ReLU LeakyReLU ELU Identity
+    ReLU LeakyReLU ELU
     Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D AlphaDropout
     GaussianNoise GaussianDropout ActivityRegularization
     MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D AveragePooling2D
@@ -93,6 +94,7 @@ _BUILTINS = [
     (_layer_classes(["PReLU"]), PReLUHandler()),
     ([c for c in [keras_graph.convnext_layer_scale()] if c], LayerScaleHandler()),
     (_layer_classes(["Activation"]), ActivationHandler()),
+    (_layer_classes(["Identity"]), IdentityHandler()),
     (_layer_classes(["Softmax"]), SoftmaxHandler()),
     (_layer_classes(["Lambda"]), ProbedHandler()),
     (_layer_classes(_PASS_THROUGH_LAYERS), PassThroughHandler()),

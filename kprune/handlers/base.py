@@ -75,6 +75,10 @@ class LayerHandler:
         )
         return tracer.opaque(call.inputs, output_shapes, reason)
 
+    def config(self, layer) -> dict:
+        """The layer's config, from which `clone` rebuilds it."""
+        return layer.get_config()
+
     def new_config(self, layer, config: dict, masks: Masks) -> dict:
         """The config of the smaller layer."""
         return config

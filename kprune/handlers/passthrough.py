@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import keras
+
 from kprune.handlers.base import PassThroughHandler, nonzero_at_zero
 
 # Functions that mix all channels of a position, so removing one changes the rest.
@@ -41,3 +43,18 @@ class ActivationOpHandler(PassThroughHandler):
 
     def shifts_zero(self, call):
         return nonzero_at_zero(call)
+
+
+class IdentityHandler(PassThroughHandler):
+    """`keras.layers.Identity`, rebuilt without its config.
+
+    Keras derives an Identity's config from its constructor arguments and
+    cannot when one is an object (keras_hub passes a `DTypePolicy`), so
+    `get_config()` raises; a name and a dtype policy are all it holds.
+    """
+
+    def config(self, layer):
+        return {"name": layer.name, "trainable": layer.trainable}
+
+    def clone(self, layer, config):
+        return keras.layers.Identity(**config, dtype=layer.dtype_policy)

@@ -1,8 +1,9 @@
 """Layers kprune has no rule for, seen through when running them proves it safe.
 
 A `Lambda` runs Python code, and an unknown layer or `keras.ops` operation has
-no handler. If such a call holds no weights, takes one tensor and gives one of
-the same rank and channel count, kprune *probes* it: on random inputs, running a
+no handler. If such a call holds no weights (or only scalar ones, a learned
+gain), takes one tensor and gives one of the same rank and channel count,
+kprune *probes* it: on random inputs, running a
 rebuilt copy on a random subset `K` of the channels must give the original
 output's channels `K`. That is exactly what surgery needs (the smaller model
 runs the copy on the kept channels), so it covers element-wise functions,
@@ -39,7 +40,8 @@ class ProbeResult:
     Attributes:
         reason: why the call cannot be seen through, or None if it can.
         at_zero: per output channel, the value a zero input channel becomes
-            (None when the probe failed).
+            at most positions (the median over positions; None when the probe
+            failed).
     """
 
     def __init__(self, reason: str | None, at_zero: np.ndarray | None = None):
@@ -106,7 +108,8 @@ def _probe(call, output_shapes, handler) -> ProbeResult:
         f"{kind} is opaque to kprune: no handler is registered for it (see "
         "kprune.register_handler)"
     )
-    if getattr(call.layer, "weights", None):
+    weights = getattr(call.layer, "weights", None) or []
+    if any(len(w.shape) for w in weights):
         return ProbeResult(f"{unknown}, and it holds weights")
     if len(call.inputs) != 1 or len(output_shapes) != 1 or call.site is None:
         return ProbeResult(f"{unknown}, and it takes or gives several tensors")
@@ -130,12 +133,27 @@ def _probe(call, output_shapes, handler) -> ProbeResult:
         )
 
 
+def _same(got: np.ndarray, want: np.ndarray) -> bool:
+    """Equal shapes, the same non-finite entries, finite ones within RTOL."""
+    if got.shape != want.shape:
+        return False
+    finite = np.isfinite(want)
+    if not np.array_equal(finite, np.isfinite(got)):
+        return False
+    if not np.array_equal(got[~finite], want[~finite], equal_nan=True):
+        return False
+    if not finite.any():
+        return True
+    scale = max(float(np.abs(want[finite]).max()), 1.0)
+    return bool(np.allclose(got[finite], want[finite], rtol=0, atol=RTOL * scale))
+
+
 def _run_probes(call, handler, in_shape, channels) -> ProbeResult:
     kind = f"{type(call.layer).__name__} '{call.name}'"
     rng = np.random.default_rng(0)
     shape = (2,) + tuple(UNKNOWN_DIM if d is None else d for d in in_shape[1:])
     dtype = getattr(call.input, "dtype", None) or "float32"
-    config = call.layer.get_config()
+    config = handler.config(call.layer)
     for k in range(PROBES):
         keep = np.ones(channels, dtype=bool)
         if k == 0:
@@ -149,16 +167,20 @@ def _run_probes(call, handler, in_shape, channels) -> ProbeResult:
         x = rng.standard_normal(shape).astype(dtype)
         (full,) = call.site.run([x])
         (part,) = call.site.run([x[..., keep]], operation=clone)
-        scale = max(float(np.max(np.abs(full))), 1.0)
-        if part.shape != full[..., keep].shape or not np.allclose(
-            part, full[..., keep], rtol=0, atol=RTOL * scale, equal_nan=False
-        ):
+        if getattr(call.layer, "weights", None):
+            # Scalar weights only (a learned gain): surgery copies them as they are.
+            clone.set_weights(call.layer.get_weights())
+            (part,) = call.site.run([x[..., keep]], operation=clone)
+        if not _same(part, full[..., keep]):
             return ProbeResult(
                 f"{kind} is not channel-wise: on random inputs, removing some "
                 "channels changed the others (kprune probed it)"
             )
     (at_zero,) = call.site.run([np.zeros(shape, dtype=dtype)])
-    flat = at_zero.reshape(-1, channels)
-    if not np.all(np.isfinite(flat)):
+    flat = at_zero.reshape(-1, channels).astype(np.float64)
+    # Padding with -inf before a max pool (as ResNetV2 does) is channel-wise;
+    # what matters is the value most positions take.
+    flat[~np.isfinite(flat)] = np.nan
+    if np.isnan(flat).all(axis=0).any():
         return ProbeResult(f"{kind} maps a zero channel to a non-finite value")
-    return ProbeResult(None, flat.mean(axis=0))
+    return ProbeResult(None, np.nanmedian(flat, axis=0))

@@ -71,6 +71,11 @@ def get_handler(layer) -> LayerHandler:
     return _UNKNOWN
 
 
+def has_handler(layer) -> bool:
+    """True when a handler is registered for `layer`'s class or a base class."""
+    return get_handler(layer) is not _UNKNOWN
+
+
 def registered_classes() -> list[type | str]:
     """Every class that has a handler, in registration order."""
     return list(_HANDLERS)

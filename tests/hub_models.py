@@ -11,32 +11,27 @@ SMALL = (64, 64, 3)
 ANY = (None, None, 3)
 
 
-def hub_resnet18(shape=SMALL):
+def hub_resnet(shape=SMALL, blocks=(2, 2, 2, 2), **kwargs):
     import keras_hub
 
     return keras_hub.models.ResNetBackbone(
         input_conv_filters=[64],
         input_conv_kernel_sizes=[7],
         stackwise_num_filters=[64, 128, 256, 512],
-        stackwise_num_blocks=[2, 2, 2, 2],
+        stackwise_num_blocks=list(blocks),
         stackwise_num_strides=[1, 2, 2, 2],
-        block_type="basic_block",
         image_shape=shape,
+        **kwargs,
     )
 
 
-def hub_resnet50v2(shape=SMALL):
-    import keras_hub
+def hub_resnet18(shape=SMALL):
+    return hub_resnet(shape, block_type="basic_block")
 
-    return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[7],
-        stackwise_num_filters=[64, 128, 256, 512],
-        stackwise_num_blocks=[3, 4, 6, 3],
-        stackwise_num_strides=[1, 2, 2, 2],
-        block_type="bottleneck_block",
-        use_pre_activation=True,
-        image_shape=shape,
+
+def hub_resnet50v2(shape=SMALL):
+    return hub_resnet(
+        shape, (3, 4, 6, 3), block_type="bottleneck_block", use_pre_activation=True
     )
 
 

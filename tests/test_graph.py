@@ -132,13 +132,17 @@ def center(t):
     return t - keras.ops.mean(t, axis=-1, keepdims=True)
 
 
-def test_a_lambda_that_mixes_channels_freezes_with_reason():
+def graph_around(layer):
+    """conv 'before' -> `layer` -> conv: the graph and the group of 'before'."""
     inp = keras.Input((8, 8, 3))
     x = layers.Conv2D(6, 3, name="before")(inp)
-    x = layers.Lambda(center, name="center")(x)
-    out = layers.Conv2D(4, 3)(x)
+    out = layers.Conv2D(4, 3)(layer(x))
     g = kprune.graph(keras.Model(inp, out))
-    grp = group_with(g, "before")
+    return g, group_with(g, "before")
+
+
+def test_a_lambda_that_mixes_channels_freezes_with_reason():
+    g, grp = graph_around(layers.Lambda(center, name="center"))
     assert grp.frozen
     assert any("Lambda 'center'" in r and "not channel-wise" in r for r in grp.reasons)
     assert "frozen because Lambda 'center'" in g.explain()
@@ -155,12 +159,7 @@ def test_a_lambda_that_mixes_channels_freezes_with_reason():
     ids=["scale", "swish", "leaky", "strided_slice"],
 )
 def test_a_channel_wise_lambda_is_proven_by_probing(function):
-    inp = keras.Input((8, 8, 3))
-    x = layers.Conv2D(6, 3, name="before")(inp)
-    x = layers.Lambda(function, name="fn")(x)
-    out = layers.Conv2D(4, 3)(x)
-    g = kprune.graph(keras.Model(inp, out))
-    grp = group_with(g, "before")
+    g, grp = graph_around(layers.Lambda(function, name="fn"))
     assert not grp.frozen
     assert any("Lambda 'fn' was proven channel-wise by probing" in n for n in grp.notes)
     assert "note: Lambda 'fn' was proven channel-wise" in g.explain()
@@ -177,12 +176,7 @@ def test_a_channel_wise_lambda_is_proven_by_probing(function):
     ids=["reverse", "per_channel_constant", "channel_slice", "random"],
 )
 def test_a_lambda_the_probe_cannot_prove_stays_frozen(function, why):
-    inp = keras.Input((8, 8, 3))
-    x = layers.Conv2D(6, 3, name="before")(inp)
-    x = layers.Lambda(function, name="fn")(x)
-    out = layers.Conv2D(4, 3)(x)
-    g = kprune.graph(keras.Model(inp, out))
-    grp = group_with(g, "before")
+    g, grp = graph_around(layers.Lambda(function, name="fn"))
     assert grp.frozen and any("'fn'" in r and why in r for r in grp.reasons)
 
 
@@ -211,29 +205,19 @@ class Gain(layers.Layer):
 
 
 def test_unknown_custom_layer_freezes_with_reason():
-    inp = keras.Input((8, 8, 3))
-    x = layers.Conv2D(6, 3, name="before")(inp)
-    out = layers.Conv2D(4, 3)(Mystery(name="mystery")(x))
-    g = kprune.graph(keras.Model(inp, out))
-    reasons = group_with(g, "before").reasons
+    g, grp = graph_around(Mystery(name="mystery"))
+    reasons = grp.reasons
     assert any("Mystery 'mystery' is not channel-wise" in r for r in reasons)
 
 
 def test_unknown_custom_layer_with_weights_stays_opaque():
-    inp = keras.Input((8, 8, 3))
-    x = layers.Conv2D(6, 3, name="before")(inp)
-    out = layers.Conv2D(4, 3)(Gain(name="gain")(x))
-    g = kprune.graph(keras.Model(inp, out))
-    reasons = group_with(g, "before").reasons
+    g, grp = graph_around(Gain(name="gain"))
+    reasons = grp.reasons
     assert any("Gain 'gain' is opaque" in r and "holds weights" in r for r in reasons)
 
 
 def test_unknown_weightless_channel_wise_layer_is_probed():
-    inp = keras.Input((8, 8, 3))
-    x = layers.Conv2D(6, 3, name="before")(inp)
-    out = layers.Conv2D(4, 3)(Doubler(name="doubler")(x))
-    g = kprune.graph(keras.Model(inp, out))
-    grp = group_with(g, "before")
+    g, grp = graph_around(Doubler(name="doubler"))
     assert not grp.frozen
     assert any("Doubler 'doubler' was proven channel-wise" in n for n in grp.notes)
 

@@ -131,10 +131,12 @@ class RebuildError(ValueError):
 def check_rebuildable(layers) -> None:
     """Raise a `RebuildError` now for a layer that cannot be rebuilt.
 
-    Run before long work (planning with data, fine-tuning) that would
-    otherwise fail only at the end. Keras' and kprune's own layers are
-    trusted; the others (keras_hub, keras_cv, a user's) are rebuilt once from
-    their config here, the way surgery will.
+    `shrink` and `zero_pruned` run it before rebuilding anything, so a model
+    they cannot rebuild fails at once with the layer's name (the loops that
+    fine-tune copy the model first, through `rebuild`, and fail as early).
+    Keras' and kprune's own layers are trusted; the others (keras_hub,
+    keras_cv, a user's) are rebuilt once from their config here, the way
+    surgery will.
     """
     for layer in layers:
         if type(layer).__module__.startswith(("keras.", "kprune.")):

@@ -308,13 +308,14 @@ def _inline(layer, node) -> keras.Model | None:
         for other in getattr(layer, "_inbound_nodes", [])
     }
     for open_sizes in (True, False) if len(shapes) > 1 else (False,):
-        inputs = keras.tree.map_structure(
-            lambda t: keras.Input(
-                batch_shape=_open_spatial(t.shape) if open_sizes else tuple(t.shape),
-                dtype=t.dtype,
-            ),
-            args[0],
-        )
+        def new_input(t, name=None):
+            shape = _open_spatial(t.shape) if open_sizes else tuple(t.shape)
+            return keras.Input(batch_shape=shape, dtype=t.dtype, name=name)
+
+        if isinstance(args[0], dict):  # Keras wants dict inputs named by key
+            inputs = {key: new_input(t, key) for key, t in args[0].items()}
+        else:
+            inputs = keras.tree.map_structure(new_input, args[0])
         try:
             outputs = layer.call(inputs, **kwargs)
             model = keras.Model(inputs, outputs, name=layer.name)
@@ -340,9 +341,10 @@ def _computes_alike(layer, model, structure, kwargs) -> bool:
         ).astype(t.dtype if "float" in str(t.dtype) else "float32"),
         structure,
     )
-    flags = {k: v for k, v in kwargs.items() if k == "training"}
+    # Inference mode, so BatchNorm statistics of the user's block stay as they are.
+    flags = {"training": False} if "training" in kwargs else {}
     try:
-        want = keras.tree.flatten(layer(x, **kwargs))
+        want = keras.tree.flatten(layer(x, **{**kwargs, **flags}))
         got = keras.tree.flatten(model(x, **flags))
     except Exception:  # noqa: BLE001 - it cannot even run: keep it closed
         return False

@@ -129,7 +129,6 @@ class PruningCallback(keras.callbacks.Callback):
         self.data, self.verbose = data, verbose
         self.plan_options = plan_options
         self._graph = None
-        self._snapshot = None
         self._epoch = 0
 
     # ---------------------------------------------------------------- config
@@ -233,12 +232,6 @@ class PruningCallback(keras.callbacks.Callback):
         for wrapper in self._wrappers:
             wrapper.pruning_state.assign(state.astype("float32"))
 
-    def _masks(self) -> list[np.ndarray]:
-        return [
-            np.asarray(keras.ops.convert_to_numpy(w.channel_mask))
-            for w in self._wrappers
-        ]
-
     def _apply(self, target: float, when: str) -> None:
         """Mask the share `target` (of channels, or of FLOPs), keeping old masks."""
         target = min(max(target, 0.0), 0.99)
@@ -294,17 +287,21 @@ class PruningCallback(keras.callbacks.Callback):
                         flush=True,
                     )
                 return
-        self._snapshot = (self._masks(), float(state[TARGET]))
+        for wrapper in self._wrappers:  # the snapshot a rollback restores
+            wrapper.previous_mask.assign(wrapper.channel_mask)
         self._apply(float(state[TARGET]) + self.step, f"epoch {epoch}")
 
     def _rollback(self) -> None:
-        if self._snapshot is None:
-            return
-        masks, target = self._snapshot
-        for wrapper, mask in zip(self._wrappers, masks):
-            wrapper.channel_mask.assign(mask)
+        """Undo the last step: its masks and its target.
+
+        The masks before it live in the wrappers' `previous_mask` variables, so
+        a run resumed by `BackupAndRestore` between the step and the breach
+        still undoes it.
+        """
+        for wrapper in self._wrappers:
+            wrapper.channel_mask.assign(wrapper.previous_mask)
         state = self._state()
-        state[TARGET] = target
+        state[TARGET] = max(float(state[TARGET]) - self.step, 0.0)
         self._set_state(state)
 
     def _figures(self) -> dict:

@@ -86,11 +86,6 @@ class TFLiteRunner:
         return [_dequantize(out[k], self.outputs[k]) for k in self.keys]
 
 
-def run_tflite(model: keras.Model, path: str, inputs: list) -> list[np.ndarray]:
-    """Run a `.tflite` file on one sample (see `TFLiteRunner`)."""
-    return TFLiteRunner(model, path)(inputs)
-
-
 def verify_tflite(model: keras.Model, path: str, data=None, samples: int = 16):
     """Compare a `.tflite` file with the Keras model it came from.
 

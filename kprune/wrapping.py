@@ -105,8 +105,10 @@ def wrap(
             channels = int(wrapper.importance.shape[0])
             values = _initial_importance(init, producer, layer, channels, rng)
             # A wrapper lists its own variables before the wrapped layer's.
-            own = [values.astype("float32"), np.ones(channels, "float32")]
-            return own + [np.zeros(STATE_SIZE, "float32")] + old
+            ones = np.ones(channels, "float32")
+            state = np.zeros(STATE_SIZE, "float32")
+            # importance, mask, pruning_state, previous_mask
+            return [values.astype("float32"), ones, state, ones] + old
 
         return wrapper, weights
 

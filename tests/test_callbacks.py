@@ -284,3 +284,31 @@ def test_misspelt_or_ignored_plan_options_raise():
         ratio=0.5, criterion="similarity", distance="l2", scope="global"
     )
     assert callback.get_config()["distance"] == "l2"
+
+
+def test_a_rollback_after_a_resume_undoes_the_last_step(tmp_path):
+    """The step to undo was taken before the interruption; the snapshot must last."""
+    train, _ = small_data()
+
+    def run(callbacks):
+        keras.utils.set_random_seed(0)
+        keras.backend.clear_session()
+        model = wrapped_cnn()
+        pruning = kprune.PruningCallback(tolerance=0.05, step=0.1, monitor="val_fake")
+        history = model.fit(
+            *train,
+            epochs=6,
+            batch_size=64,
+            verbose=0,
+            callbacks=[FakeMetric(fall=3), pruning] + callbacks,
+        )
+        return model, history
+
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([keras.callbacks.BackupAndRestore(backup), Interrupt(3)])
+    model, resumed = run([keras.callbacks.BackupAndRestore(backup)])
+    assert resumed.epoch == [3, 4, 5]
+    # The drop seen at epoch 3 undoes the step taken at epoch 2, before the resume.
+    assert resumed.history["pruning_target"] == pytest.approx([0.2, 0.2, 0.2])
+    assert resumed.history["pruning_kept_channels"][-1] == pytest.approx(0.8, abs=0.02)

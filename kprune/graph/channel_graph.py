@@ -254,9 +254,6 @@ class ChannelGraph:
             for key, v in self._nested_inputs.items()
         }
 
-    def nested_input_shapes(self) -> dict[int, list]:
-        return {key: [i.shape for i in v] for key, v in self._nested_inputs.items()}
-
     def __repr__(self) -> str:
         return (
             f"ChannelGraph({self.model.name!r}, groups={len(self._groups)}, "

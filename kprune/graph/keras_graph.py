@@ -23,7 +23,6 @@ from keras.src.models.functional import Functional as _Functional
 from keras.src.ops import core as _ops_core
 from keras.src.ops import nn as _ops_nn
 from keras.src.ops import numpy as _ops_numpy
-from keras.src.ops.operation import Operation as _Operation
 
 
 def is_graph_model(obj: Any) -> bool:
@@ -445,8 +444,3 @@ def convnext_layer_scale() -> type | None:
 def inception_resnet_scale() -> type | None:
     """InceptionResNetV2's `CustomScaleLayer` (`x + scale * y`), not exported."""
     return getattr(_inception_resnet_v2, "CustomScaleLayer", None)
-
-
-def operation_class():
-    """The base class of every graph operation (layers and `keras.ops`)."""
-    return _Operation

@@ -14,8 +14,8 @@ import dataclasses
 from kprune.handlers.base import LayerHandler, keep, weight_keys, zero
 from kprune.handlers.registry import get_handler
 
-OWN = ("importance", "mask", "pruning_state")
-PER_CHANNEL = ("importance", "mask")
+OWN = ("importance", "mask", "pruning_state", "previous_mask")
+PER_CHANNEL = ("importance", "mask", "previous_mask")
 
 
 class ImportanceHandler(LayerHandler):
@@ -48,8 +48,8 @@ class ImportanceHandler(LayerHandler):
         inner, own = self._split(layer, weights)
         out = get_handler(layer.layer).zero_weights(layer.layer, inner, masks)
         out["importance"] = zero(own["importance"], masks.output, 0)
-        out["mask"] = own["mask"]
-        out["pruning_state"] = own["pruning_state"]
+        for key in ("mask", "pruning_state", "previous_mask"):
+            out[key] = own[key]
         return out
 
     def merge_inputs(self, layer, weights, merges):

@@ -83,6 +83,14 @@ class ImportanceWrapper(keras.layers.Wrapper):
             initializer="zeros",
             trainable=False,
         )
+        # The mask before the callback's last step, which a tolerance breach
+        # undoes; a variable, so it survives a BackupAndRestore resume.
+        self.previous_mask = self.add_weight(
+            name="previous_mask",
+            shape=(channels,),
+            initializer="ones",
+            trainable=False,
+        )
         self.built = True
 
     def call(self, inputs):

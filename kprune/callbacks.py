@@ -133,6 +133,25 @@ class PruningCallback(keras.callbacks.Callback):
 
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict:
+        """The callback's arguments, for saving it with a model.
+
+        Raises:
+            ValueError: when an argument cannot be written down: a callable
+                criterion (register it with `kprune.register_criterion` and
+                pass its name) or `data=` (pass it again after loading).
+        """
+        if not isinstance(self.criterion, str):
+            raise ValueError(
+                "PruningCallback.get_config cannot write down a callable "
+                f"criterion ({self.criterion!r}): register it with "
+                "kprune.register_criterion(name, fn) and pass criterion=name"
+            )
+        if self.data is not None:
+            raise ValueError(
+                "PruningCallback.get_config cannot write down data=: the config "
+                "would silently lose it. Create the callback again with data= "
+                "instead of restoring it from a config"
+            )
         config = {
             key: getattr(self, key)
             for key in (
@@ -151,16 +170,11 @@ class PruningCallback(keras.callbacks.Callback):
                 "verbose",
             )
         }
-        config["criterion"] = (
-            self.criterion if isinstance(self.criterion, str) else None
-        )
+        config["criterion"] = self.criterion
         return {**config, **self.plan_options}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if config.get("criterion") is None:
-            config.pop("criterion", None)
         return cls(**config)
 
     # ------------------------------------------------------------- lifecycle

@@ -32,10 +32,13 @@ def test_staged_runs_the_stages_in_order(mnist):
     train, val = mnist
     model = small_cnn()
     model.fit(*train, epochs=1, verbose=0)
+    before = [np.array(w) for w in model.get_weights()]
     staged = kprune.Staged([("l1", 2), ("similarity", 2)], step=0.2)
     small, report = staged.run(
         model, train_data=train, val_data=val, epochs=1, verbose=0
     )
+    for a, b in zip(before, model.get_weights()):  # fine-tuned a copy, not `model`
+        np.testing.assert_array_equal(a, np.array(b))
     assert [r.criterion for r in report.rounds] == [
         "-",
         "l1",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 from typing import Callable, Iterable, Mapping
 
 import keras
 import numpy as np
 
+from kprune.choosing import Chooser, search_flops
 from kprune.criteria import ScoringContext, get_criterion, registered_options
 from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as build_graph
@@ -100,10 +100,10 @@ def plan(
     counter = MacCounter(g)
     if flops is not None and not counter.known:
         counter(np.ones(g.num_units, dtype=bool))  # raises: name input_shape=
-    chooser = _Chooser(groups, scores, scope, min_channels, round_to, normalize)
+    chooser = Chooser(groups, scores, scope, min_channels, round_to, normalize)
 
     if flops is not None:
-        keep = _search_flops(g, chooser, counter, flops)
+        keep = search_flops(g, chooser, counter, flops)
     else:
         keep = chooser.choose(ratio)
 
@@ -295,145 +295,3 @@ def _checked_scores(crit, group, context) -> np.ndarray:
             f"'{group.name}'; check the model weights (NaN?) or the criterion"
         )
     return scores
-
-
-class _Chooser:
-    """Picks kept units per group for a removal ratio, honouring the constraints."""
-
-    def __init__(self, groups, scores, scope, min_channels, round_to, normalize):
-        self.groups = groups
-        self.scope = scope
-        self.min_channels = min_channels
-        self.round_to = round_to
-        # Highest score first; ties keep the lower channel index.
-        self.order = {
-            g.name: np.lexsort((np.arange(g.size), -scores[g.name])) for g in groups
-        }
-        # Scores scaled per group, so groups compare fairly in a global ranking.
-        self.normed = {}
-        for g in groups:
-            s = scores[g.name]
-            scale = {
-                "mean": np.abs(s).mean(),
-                "max": np.abs(s).max(),
-                "sum": np.abs(s).sum(),
-                None: 1.0,
-            }[normalize]
-            self.normed[g.name] = s / scale if scale > 0 else s
-        if scope == "global":
-            normed = [self.normed[g.name] for g in groups]
-            self.flat = np.concatenate(normed) if normed else np.zeros(0)
-            self.owner = np.repeat(np.arange(len(groups)), [g.size for g in groups])
-
-    def _count(self, size: int, keep: int) -> int:
-        keep = max(keep, min(self.min_channels, size))
-        keep = math.ceil(keep / self.round_to) * self.round_to
-        return int(min(max(keep, 1), size))
-
-    def counts(self, ratio: float) -> dict[str, int]:
-        """How many units each group keeps when `ratio` of them are removed."""
-        if self.scope == "global":
-            n_remove = int(ratio * len(self.flat))
-            removed = np.zeros(len(self.groups), dtype=np.int64)
-            if n_remove:
-                lowest = np.argsort(self.flat, kind="stable")[:n_remove]
-                removed = np.bincount(self.owner[lowest], minlength=len(self.groups))
-            wanted = [g.size - int(r) for g, r in zip(self.groups, removed)]
-        else:
-            wanted = [g.size - int(ratio * g.size) for g in self.groups]
-        return {g.name: self._count(g.size, n) for g, n in zip(self.groups, wanted)}
-
-    def keep(self, counts: dict[str, int]) -> dict[str, np.ndarray]:
-        """The best-scored `counts[group]` units of each group, in channel order."""
-        return {
-            g.name: np.sort(self.order[g.name][: counts[g.name]]) for g in self.groups
-        }
-
-    def choose(self, ratio: float) -> dict[str, np.ndarray]:
-        return self.keep(self.counts(ratio))
-
-    def units_mask(self, num_units: int, counts: dict[str, int]) -> np.ndarray:
-        """Keep-mask over all units of the graph for the given counts."""
-        mask = np.ones(num_units, dtype=bool)
-        for g in self.groups:
-            m = np.zeros(g.size, dtype=bool)
-            m[self.order[g.name][: counts[g.name]]] = True
-            mask[g.units] = m
-        return mask
-
-    def grown(self, group, count: int) -> int:
-        """The next count up for `group`: one more multiple of `round_to`."""
-        return min(group.size, (count // self.round_to + 1) * self.round_to)
-
-    def give_back_order(self, counts: dict[str, int]) -> list:
-        """Groups that can take channels back, the most deserving first.
-
-        Per layer, the group pruned hardest (lowest kept share) comes first, so
-        the shares stay even; globally, the group whose best removed channel
-        scores highest.
-        """
-        open_groups = [g for g in self.groups if counts[g.name] < g.size]
-        if self.scope == "global":
-
-            def best_removed(g):
-                return -self.normed[g.name][self.order[g.name][counts[g.name]]]
-
-            return sorted(open_groups, key=best_removed)
-        return sorted(open_groups, key=lambda g: counts[g.name] / g.size)
-
-
-def _search_flops(g, chooser, counter, flops) -> dict[str, np.ndarray]:
-    """The least pruning whose MACs are at most `flops` of the original.
-
-    A bisection over one removal ratio shared by every group finds a plan under
-    the budget. Rounding (`round_to`) and small groups make the MACs move in
-    coarse steps as that ratio grows, so the plan can land well under the
-    budget; channels are then given back, `round_to` at a time, while the MACs
-    stay within it.
-    """
-    budget = flops * counter.base
-
-    def macs(counts):
-        return counter(chooser.units_mask(g.num_units, counts))
-
-    lowest = macs(chooser.counts(0.999))
-    if lowest > budget:
-        raise ValueError(
-            f"flops={flops} cannot be reached: with the frozen groups and "
-            f"min_channels={chooser.min_channels}, round_to={chooser.round_to}, the "
-            f"least this model can keep is {lowest / counter.base:.3f} of its FLOPs. "
-            "Raise flops= or lower min_channels/round_to."
-        )
-    if macs(chooser.counts(0.0)) <= budget:
-        return chooser.choose(0.0)
-    lo, hi = 0.0, 0.999
-    best = chooser.counts(hi)
-    while hi - lo >= 1e-4:
-        mid = (lo + hi) / 2
-        counts = chooser.counts(mid)
-        if macs(counts) <= budget:
-            hi, best = mid, counts
-        else:
-            lo = mid
-    return chooser.keep(_give_back(chooser, best, macs, budget))
-
-
-def _give_back(chooser, counts: dict, macs, budget: float) -> dict:
-    """Grow the kept counts, most deserving group first, within the MAC budget.
-
-    MACs only grow as channels come back, so a group whose next step does not
-    fit is never tried again.
-    """
-    counts = dict(counts)
-    closed: set[str] = set()
-    while True:
-        for group in chooser.give_back_order(counts):
-            if group.name in closed:
-                continue
-            trial = {**counts, group.name: chooser.grown(group, counts[group.name])}
-            if macs(trial) <= budget:
-                counts = trial
-                break
-            closed.add(group.name)
-        else:
-            return counts

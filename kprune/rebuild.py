@@ -70,9 +70,9 @@ def rebuild(
         if new_constant is not None and id(new) in old_of:
             old = old_of[id(new)]
             args, kwargs = keras.tree.map_structure(
-                lambda v: new_constant(old, v)
-                if keras_graph.is_constant_array(v)
-                else v,
+                lambda v: (
+                    new_constant(old, v) if keras_graph.is_constant_array(v) else v
+                ),
                 (args, kwargs),
             )
         return new(*args, **kwargs)

@@ -177,9 +177,7 @@ def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, 
             return value
         return get_handler(layer).new_constant(layer, value, m)
 
-    return rebuild(
-        model, make_layer, nested if slice_channels else None, new_constant
-    )
+    return rebuild(model, make_layer, nested if slice_channels else None, new_constant)
 
 
 def _new_weights(

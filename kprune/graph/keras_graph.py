@@ -307,6 +307,7 @@ def _inline(layer, node) -> keras.Model | None:
         for other in getattr(layer, "_inbound_nodes", [])
     }
     for open_sizes in (True, False) if len(shapes) > 1 else (False,):
+
         def new_input(t, name=None):
             shape = _open_spatial(t.shape) if open_sizes else tuple(t.shape)
             return keras.Input(batch_shape=shape, dtype=t.dtype, name=name)

@@ -295,3 +295,84 @@ def _couple_shared_calls(call: Call, first_call: dict, tracer: Tracer) -> None:
         reason = f"shared layer '{call.name}' sees different channel counts"
         tracer.freeze(old.ids, reason)
         tracer.freeze(new.ids, reason)
+
+
+def constant_sinks(calls: list[Call], tracer) -> list[tuple[Call, int, str | None]]:
+    """Calls that mix channels which may arrive as non-zero constants when removed.
+
+    Returns `(call, input_index, fold)` triples, `fold` being how exactly the
+    call's handler folds such a constant into its bias (None: it cannot). Each
+    is noted on the channels concerned, for `explain()`.
+    """
+    sinks = []
+    for call in calls:
+        if not getattr(call.layer, "weights", None):
+            continue
+        for k, info in enumerate(call.inputs):
+            if info.shifted is None:
+                continue
+            passes = all(
+                o.ids is not None and np.isin(o.ids, info.ids).all()
+                for o in call.outputs
+            )
+            if passes and call.handler.zeroes_outputs:
+                continue  # a depthwise conv or a BatchNorm zeroes them again
+            fold = call.handler.constant_fold(call.layer)
+            if fold == "exact" and info.border:
+                fold = "exact away from the border (the channel is padded on its way)"
+            where = f"'{call.name}' ({type(call.layer).__name__})"
+            if fold is None:
+                text = (
+                    f"a removed channel reaches {where} as a non-zero constant "
+                    "that kprune cannot fold into it: shrink differs from the "
+                    "zeroed model there"
+                )
+            else:
+                text = (
+                    f"a removed channel reaches {where} as a non-zero constant "
+                    f"(an activation or offset of 0 is not 0); shrink folds it "
+                    f"into that layer's bias: {fold}"
+                )
+            tracer.note(info.ids[info.shifted], text)
+            sinks.append((call, k, fold))
+    return sinks
+
+
+def input_shapes_for(model, input_shape) -> list[tuple] | None:
+    """Batch shapes to trace `model` with, from a user's `input_shape=`.
+
+    `input_shape` is one shape without the batch axis, `(H, W, C)`, or a list of
+    them, one per model input. It fills in the `None` dimensions of models built
+    for any image size, so MACs can be counted; dimensions the model fixes must
+    match. Returns None when `input_shape` is None.
+    """
+    if input_shape is None:
+        return None
+    own = [tuple(kt.shape) for kt in model.inputs]
+    single = isinstance(input_shape, (tuple, list)) and all(
+        isinstance(d, (int, np.integer)) for d in input_shape
+    )
+    given = [input_shape] if single else input_shape
+    if not isinstance(given, (tuple, list)) or len(given) != len(own):
+        raise ValueError(
+            f"input_shape must be one shape without the batch axis, e.g. (224, 224, "
+            f"3), or a list of {len(own)} such shapes (one per model input). "
+            f"Received: input_shape={input_shape!r}"
+        )
+    shapes = []
+    for shape, model_shape in zip(given, own):
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else ()
+        ok = len(shape) == len(model_shape) - 1 and all(
+            isinstance(d, (int, np.integer)) and d > 0 for d in shape
+        )
+        if ok:
+            ok = all(m is None or m == d for d, m in zip(shape, model_shape[1:]))
+        if not ok:
+            raise ValueError(
+                f"input_shape {tuple(shape) or input_shape!r} does not fit model "
+                f"input {model_shape[1:]}: give positive integers for every axis "
+                "but the batch axis, equal to the model's where it fixes them. "
+                f"Received: input_shape={input_shape!r}"
+            )
+        shapes.append((None,) + tuple(int(d) for d in shape))
+    return shapes

@@ -56,7 +56,6 @@ class MergeHandler(LayerHandler):
             tracer.couple(full[0], ids)
         return [full[0]]
 
-
     def shifts_zero(self, call):
         # Only an operand outside the graph (`x + 0.3`, `x + c`) can do it.
         return (len(call.inputs) < 2 or bool(call.constants)) and nonzero_at_zero(call)

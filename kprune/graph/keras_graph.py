@@ -158,7 +158,7 @@ def _traverse(function, env, visit, enter, scope, expand=None):
             entries = [env[id(kt)] for kt in tensors]
             inner = _inner_function(operation)
             if inner is None:
-                inner = (expand or opened)(operation, node)
+                inner = expand(operation, node) if expand else opened(operation)
                 if inner is not None:
                     operation = inner
             if inner is not None:
@@ -200,15 +200,9 @@ def replay(
     counter = [0]
 
     def visit(node, values, scope):
-        tensors = list(node.input_tensors)
-        args, kwargs = node.arguments.fill_in(
-            {id(kt): v for kt, v in zip(tensors, values)}
-        )
-        if "training" in kwargs:
-            kwargs["training"] = False
         if on_inputs is not None:
             on_inputs(counter[0], values)
-        outputs = keras.tree.flatten(node.operation(*args, **kwargs))
+        outputs = _run_node(node, values)
         on_output(counter[0], outputs)
         counter[0] += 1
         return outputs
@@ -244,13 +238,18 @@ class CallSite:
         Returns:
             The outputs as NumPy arrays.
         """
-        node = self._node
-        filled = {id(kt): x for kt, x in zip(node.input_tensors, inputs)}
-        args, kwargs = node.arguments.fill_in(filled)
-        if "training" in kwargs:
-            kwargs["training"] = False
-        outputs = (operation or node.operation)(*args, **kwargs)
-        return [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(outputs)]
+        outputs = _run_node(self._node, inputs, operation)
+        return [keras.ops.convert_to_numpy(y) for y in outputs]
+
+
+def _run_node(node, inputs: list, operation=None) -> list:
+    """Call a node's operation (or `operation`) eagerly, in inference mode, on
+    `inputs` in place of its input tensors; its outputs, flattened."""
+    filled = {id(kt): x for kt, x in zip(node.input_tensors, inputs)}
+    args, kwargs = node.arguments.fill_in(filled)
+    if "training" in kwargs:
+        kwargs["training"] = False
+    return keras.tree.flatten((operation or node.operation)(*args, **kwargs))
 
 
 def is_constant_array(value) -> bool:
@@ -263,7 +262,7 @@ def is_constant_array(value) -> bool:
 _OPENED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def opened(layer, node=None) -> keras.Model | None:
+def opened(layer) -> keras.Model | None:
     """The model a walk opened `layer` into, if it did (see `open_composite`)."""
     try:
         return _OPENED.get(layer)

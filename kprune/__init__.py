@@ -22,6 +22,7 @@ from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as graph
 from kprune.handlers import LayerHandler, register_handler
 from kprune.litert import TFLiteBenchmark, benchmark_tflite, verify_tflite
+from kprune.masks import masks_plan, set_masks
 from kprune.planner import plan as plan
 from kprune.plans import PruningPlan
 from kprune.profile import Profile
@@ -31,7 +32,7 @@ from kprune.staged import Staged
 from kprune.surgery import prune, shrink, zero_pruned
 from kprune.tolerance import prune_to_tolerance
 from kprune.version import __version__
-from kprune.wrapping import masks_plan, set_masks, unwrap, wrap
+from kprune.wrapping import unwrap, wrap
 
 __all__ = [
     "ChannelGraph",

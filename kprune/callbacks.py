@@ -17,15 +17,16 @@ import dataclasses
 import keras
 import numpy as np
 
+from kprune.checks import check_one_target, check_settings
 from kprune.criteria import get_criterion
 from kprune.graph import graph as build_graph
 from kprune.layers import wrapped_layers
+from kprune.masks import masked_units, masks_plan, set_masks
 from kprune.planner import check_options
 from kprune.planner import plan as make_plan
-from kprune.training import drop
-from kprune.wrapping import carriers, set_masks
+from kprune.rounds import ToleranceRule
+from kprune.schedules import RampSchedule, ToleranceSchedule
 
-SCHEDULES = ("polynomial", "constant")
 # Indices into every wrapper's pruning_state vector.
 BASELINE, TARGET, STOPPED, STEPS = range(4)
 #: The `plan()` keywords the callback sets on every masking step.
@@ -57,12 +58,22 @@ class PruningCallback(keras.callbacks.Callback):
             `start_epoch`, i.e. all at once).
         frequency: mask every this many epochs.
         update_every: mask every this many batches instead (step-based).
-        schedule: `"polynomial"` ramps the target as `t * (1 - (1 - p)^power)`
-            over the run (Zhu & Gupta 2017); `"constant"` applies it at once.
-        power: exponent of the polynomial ramp.
-        step: with `tolerance`, the share of channels masked per update.
-        monitor: the validation metric watched by `tolerance`.
+        schedule: `"polynomial"` (default) ramps the target as
+            `t * (1 - (1 - p)^power)` over the run (Zhu & Gupta 2017);
+            `"constant"` applies it at once.
+        power: exponent of the polynomial ramp (default 3).
+        step: with `tolerance`, the share of channels masked per update
+            (default 0.05).
+        monitor: the validation metric watched by `tolerance` (default
+            `"val_accuracy"`).
         relative: `tolerance` is relative to the baseline value.
+        mode: `"max"` when higher values of `monitor` are better, `"min"` when
+            lower are; `"auto"` (default; as in Keras' `EarlyStopping`) reads
+            it from a loss or a compiled Keras metric and otherwise raises.
+
+        `end_epoch`, `update_every`, `schedule` and `power` apply to `ratio=`
+        and `flops=` targets; `step`, `monitor`, `relative` and `mode` to
+        `tolerance=`. Giving one that the target would ignore raises.
         data: data for data-driven criteria (`taylor`, `apoz`).
         verbose: 1 prints a line per masking step.
         **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ..., and
@@ -83,50 +94,48 @@ class PruningCallback(keras.callbacks.Callback):
         end_epoch: int | None = None,
         frequency: int = 1,
         update_every: int | None = None,
-        schedule: str = "polynomial",
-        power: float = 3.0,
-        step: float = 0.05,
-        monitor: str = "val_accuracy",
-        relative: bool = False,
+        schedule: str | None = None,
+        power: float | None = None,
+        step: float | None = None,
+        monitor: str | None = None,
+        relative: bool | None = None,
+        mode: str | None = None,
         data=None,
         verbose: int = 0,
         **plan_options,
     ):
         super().__init__()
-        targets = [t for t in (ratio, flops, tolerance) if t is not None]
-        if len(targets) != 1:
-            raise ValueError(
-                "give exactly one target: ratio= (share of channels to mask), flops= "
-                "(share of FLOPs to keep) or tolerance= (largest metric drop). "
-                f"Received: ratio={ratio}, flops={flops}, tolerance={tolerance}"
+        self._arguments = {
+            key: value
+            for key, value in locals().items()
+            if key not in ("self", "plan_options", "data", "__class__")
+        }
+        kind = check_one_target(ratio=ratio, flops=flops, tolerance=tolerance)
+        _refuse_ignored(kind, self._arguments)
+        check_settings(ratio=ratio, flops=flops, tolerance=tolerance, step=step)
+        check_settings(mode=mode)
+        for key, value in self._arguments.items():
+            setattr(self, key, value)
+        self.step = 0.05 if step is None else step
+        self.monitor = "val_accuracy" if monitor is None else monitor
+        if tolerance is not None:
+            rule = ToleranceRule(tolerance, bool(relative), mode or "auto")
+            self.schedule_ = ToleranceSchedule(rule, self.step, start_epoch, frequency)
+        else:
+            final = ratio if ratio is not None else 1.0 - flops
+            self.schedule_ = RampSchedule(
+                final,
+                start_epoch,
+                end_epoch,
+                frequency,
+                update_every,
+                schedule or "polynomial",
+                3.0 if power is None else power,
             )
-        if ratio is not None and not 0 <= ratio < 1:
-            raise ValueError(f"ratio must be in [0, 1); got {ratio}")
-        if flops is not None and not 0 < flops <= 1:
-            raise ValueError(f"flops must be in (0, 1]; got {flops}")
-        if tolerance is not None and tolerance < 0:
-            raise ValueError(f"tolerance must be >= 0; got {tolerance}")
-        end_epoch = start_epoch if end_epoch is None else end_epoch
-        if start_epoch < 0 or end_epoch < start_epoch:
-            raise ValueError(
-                f"need 0 <= start_epoch <= end_epoch; got {start_epoch}, {end_epoch}"
-            )
-        if frequency < 1 or (update_every is not None and update_every < 1):
-            raise ValueError("frequency and update_every must be >= 1")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}")
-        if not 0 < step < 1:
-            raise ValueError(f"step must be in (0, 1); got {step}")
         if get_criterion(criterion).needs_data and data is None:
             raise ValueError(f"criterion {criterion!r} needs data=")
         check_options(PruningCallback, plan_options, [criterion], sets=CALLBACK_SETS)
-        self.ratio, self.flops, self.tolerance = ratio, flops, tolerance
-        self.criterion = criterion
-        self.start_epoch, self.end_epoch = start_epoch, end_epoch
-        self.frequency, self.update_every = frequency, update_every
-        self.schedule, self.power, self.step = schedule, power, step
-        self.monitor, self.relative = monitor, relative
-        self.data, self.verbose = data, verbose
+        self.criterion, self.data, self.verbose = criterion, data, verbose
         self.plan_options = plan_options
         self._graph = None
         self._epoch = 0
@@ -152,25 +161,7 @@ class PruningCallback(keras.callbacks.Callback):
                 "would silently lose it. Create the callback again with data= "
                 "instead of restoring it from a config"
             )
-        config = {
-            key: getattr(self, key)
-            for key in (
-                "ratio",
-                "flops",
-                "tolerance",
-                "start_epoch",
-                "end_epoch",
-                "frequency",
-                "update_every",
-                "schedule",
-                "power",
-                "step",
-                "monitor",
-                "relative",
-                "verbose",
-            )
-        }
-        config["criterion"] = self.criterion
+        config = {k: v for k, v in self._arguments.items() if v is not None}
         return {**config, **self.plan_options}
 
     @classmethod
@@ -191,52 +182,23 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        if self.tolerance is None and self.update_every is None:
-            if self._is_update_epoch(epoch):
-                self._apply(self._scheduled_target(epoch), f"epoch {epoch}")
+        if isinstance(self.schedule_, RampSchedule):
+            target = self.schedule_.at_epoch(epoch)
+            if target is not None:
+                self._apply(target, f"epoch {epoch}")
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.tolerance is not None or self.update_every is None:
-            return
-        steps = self.params.get("steps") if self.params else None
-        if not steps:
-            raise ValueError(
-                "update_every needs the number of steps per epoch: pass "
-                "steps_per_epoch to fit, or use frequency= (in epochs)"
-            )
-        step = self._epoch * steps + batch + 1
-        first, last = self.start_epoch * steps, (self.end_epoch + 1) * steps
-        if first <= step <= last and (step - first) % self.update_every == 0:
-            progress = (step - first) / max(last - first, 1)
-            self._apply(self._target_at(progress), f"step {step}")
+        if isinstance(self.schedule_, RampSchedule):
+            steps = self.params.get("steps") if self.params else None
+            target = self.schedule_.at_batch(self._epoch, batch, steps)
+            if target is not None:
+                self._apply(target, f"epoch {self._epoch} batch {batch}")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        if self.tolerance is not None and epoch >= self.start_epoch:
-            if (epoch - self.start_epoch) % self.frequency == 0:
-                self._tolerance_step(epoch, logs)
+        if isinstance(self.schedule_, ToleranceSchedule) and self.schedule_.due(epoch):
+            self._tolerance_step(epoch, logs)
         logs.update(self._figures())
-
-    # -------------------------------------------------------------- schedule
-    def _is_update_epoch(self, epoch) -> bool:
-        """Every `frequency` epochs from `start_epoch`, and at `end_epoch`."""
-        if not self.start_epoch <= epoch <= self.end_epoch:
-            return False
-        return (
-            epoch - self.start_epoch
-        ) % self.frequency == 0 or epoch == self.end_epoch
-
-    def _scheduled_target(self, epoch) -> float:
-        span = self.end_epoch - self.start_epoch
-        progress = 1.0 if span == 0 else (epoch - self.start_epoch) / span
-        return self._target_at(progress)
-
-    def _target_at(self, progress: float) -> float:
-        """Share to remove (ratio) or to cut from FLOPs at `progress` in [0, 1]."""
-        final = self.ratio if self.ratio is not None else 1.0 - self.flops
-        if self.schedule == "constant":
-            return final
-        return final * (1.0 - (1.0 - progress) ** self.power)
 
     # ---------------------------------------------------------------- masks
     def _state(self) -> np.ndarray:
@@ -286,24 +248,24 @@ class PruningCallback(keras.callbacks.Callback):
         if state[STEPS] == 0:
             state[BASELINE] = value
             self._set_state(state)
-        else:
-            worse = drop(self.monitor, float(state[BASELINE]), value)
-            limit = self.tolerance * (abs(state[BASELINE]) if self.relative else 1.0)
-            if worse > limit:
-                self._rollback()
-                state = self._state()
-                state[STOPPED] = 1.0
-                self._set_state(state)
-                if self.verbose:
-                    print(
-                        f"PruningCallback epoch {epoch}: {self.monitor} dropped by "
-                        f"{worse:.4f} > {limit:.4f}; undid the last step and stopped",
-                        flush=True,
-                    )
-                return
+        rule = self.schedule_.rule.start(self.monitor, state[BASELINE], self.model)
+        target = self.schedule_.next_target(float(state[TARGET]), value)
+        if target is None:
+            self._rollback()
+            state = self._state()
+            state[STOPPED] = 1.0
+            self._set_state(state)
+            if self.verbose:
+                print(
+                    f"PruningCallback epoch {epoch}: {self.monitor} dropped by "
+                    f"{rule.drop(value):.4f} > {rule.limit:.4f}; undid the last "
+                    "step and stopped",
+                    flush=True,
+                )
+            return
         for wrapper in self._wrappers:  # the snapshot a rollback restores
             wrapper.previous_mask.assign(wrapper.channel_mask)
-        self._apply(float(state[TARGET]) + self.step, f"epoch {epoch}")
+        self._apply(target, f"epoch {epoch}")
 
     def _rollback(self) -> None:
         """Undo the last step: its masks and its target.
@@ -320,8 +282,6 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _figures(self) -> dict:
         """Kept channels, FLOPs kept and the current target, for the logs."""
-        from kprune.wrapping import masks_plan
-
         plan = masks_plan(self.model, self._graph)
         total = sum(g.size for g in self._graph.prunable) or 1
         removed = sum(d.removed for d in plan.groups.values())
@@ -330,6 +290,25 @@ class PruningCallback(keras.callbacks.Callback):
             "pruning_flops_kept": plan.flops_ratio,
             "pruning_target": float(self._state()[TARGET]),
         }
+
+
+#: Arguments that only one kind of target reads.
+_ONLY_WITH = {
+    "tolerance": ("step", "monitor", "relative", "mode"),
+    "ramp": ("end_epoch", "update_every", "schedule", "power"),
+}
+
+
+def _refuse_ignored(kind: str, arguments: dict) -> None:
+    """Raise for an argument that the chosen target would ignore."""
+    other = "ramp" if kind == "tolerance" else "tolerance"
+    given = [k for k in _ONLY_WITH[other] if arguments.get(k) is not None]
+    if given:
+        users = "tolerance=" if other == "tolerance" else "ratio= or flops="
+        raise ValueError(
+            f"{', '.join(f'{k}=' for k in given)} only apply with {users}, and "
+            f"would be ignored with {kind}=: leave them out"
+        )
 
 
 def _masked_first(criterion):
@@ -341,14 +320,9 @@ def _masked_first(criterion):
 
     def scores(group, context):
         values = np.asarray(crit.fn(group, context), dtype=np.float64)
-        held = carriers(group)
-        if held:
-            masked = np.ones(group.size, dtype=bool)
-            for wrapper, index in held:
-                mask = np.asarray(keras.ops.convert_to_numpy(wrapper.channel_mask))
-                masked &= mask[index].max(axis=1) == 0
-            if masked.any():
-                values[masked] = values.min() - 1.0
+        masked = masked_units(group)
+        if masked.any():
+            values[masked] = values.min() - 1.0
         return values
 
     return dataclasses.replace(crit, fn=scores)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kprune.graph import ChannelGraph, keras_graph
+from kprune import keras_graph
+from kprune.graph import ChannelGraph
 
 #: Spatial size used for probe inputs whose dimensions the model leaves open.
 UNKNOWN_DIM = 32

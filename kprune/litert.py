@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from kprune.data import first_inputs
-from kprune.export import (
+from kprune.export_common import (
     ExportResult,
     keras_outputs,
     plain_model,

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Mapping
 import keras
 import numpy as np
 
+from kprune.checks import check_one_target, check_settings
 from kprune.choosing import Chooser, search_flops
 from kprune.criteria import ScoringContext, get_criterion, registered_options
 from kprune.graph import ChannelGraph, Group
@@ -78,20 +79,9 @@ def plan(
     """
     crit = get_criterion(criterion)
     check_options(plan, criterion_options, [crit])
-    if graph is not None and input_shape is not None:
-        raise ValueError(
-            "give input_shape= or graph=, not both: build the graph with "
-            "kprune.graph(model, input_shape=...) instead"
-        )
-    g = graph if graph is not None else build_graph(model, input_shape)
     _check_target(ratio, flops, scope, min_channels, round_to)
-    if normalize not in NORMALIZE:
-        raise ValueError(f"normalize must be one of {NORMALIZE}; got {normalize!r}")
-    if crit.needs_data and data is None:
-        raise ValueError(
-            f"criterion {crit.name!r} runs the model on data: pass data= (a "
-            "tf.data.Dataset, a NumPy array, or an (x, y) tuple)"
-        )
+    _check_inputs(crit, graph, input_shape, normalize, data)
+    g = graph if graph is not None else build_graph(model, input_shape)
     groups = _prunable_groups(g, exclude)
     context = ScoringContext(
         model, g, data=data, seed=seed, reduction=reduction, **criterion_options
@@ -107,6 +97,19 @@ def plan(
     else:
         keep = chooser.choose(ratio)
 
+    target = {
+        "ratio": ratio,
+        "flops": flops,
+        "scope": scope,
+        "min_channels": min_channels,
+        "round_to": round_to,
+        "exclude": list(exclude or []),
+    }
+    return _result(model, g, groups, keep, crit, target, counter, context)
+
+
+def _result(model, g, groups, keep, crit, target, counter, context) -> PruningPlan:
+    """The plan of the kept units `keep` (group name -> unit indices)."""
     decisions = {
         grp.name: GroupPlan(grp.name, grp.size, tuple(int(i) for i in keep[grp.name]))
         for grp in groups
@@ -116,14 +119,7 @@ def plan(
         fingerprint=g.fingerprint(),
         groups=decisions,
         criterion=crit.name,
-        target={
-            "ratio": ratio,
-            "flops": flops,
-            "scope": scope,
-            "min_channels": min_channels,
-            "round_to": round_to,
-            "exclude": list(exclude or []),
-        },
+        target=target,
         macs_before=counter.base,
         notes=list(context.notes),
         compensation=_compensation(context.compensation, decisions),
@@ -132,6 +128,21 @@ def plan(
     if counter.known:
         result.macs_after = counter(result.keep_units(g))
     return result
+
+
+def _check_inputs(crit, graph, input_shape, normalize, data) -> None:
+    if graph is not None and input_shape is not None:
+        raise ValueError(
+            "give input_shape= or graph=, not both: build the graph with "
+            "kprune.graph(model, input_shape=...) instead"
+        )
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {NORMALIZE}; got {normalize!r}")
+    if crit.needs_data and data is None:
+        raise ValueError(
+            f"criterion {crit.name!r} runs the model on data: pass data= (a "
+            "tf.data.Dataset, a NumPy array, or an (x, y) tuple)"
+        )
 
 
 def _keywords(fn: Callable) -> tuple[str, ...]:
@@ -245,20 +256,8 @@ def _compensation(proposed: dict, decisions: dict) -> dict:
 
 
 def _check_target(ratio, flops, scope, min_channels, round_to):
-    if (ratio is None) == (flops is None):
-        raise ValueError(
-            "give exactly one target: ratio= (share of channels to remove) or "
-            f"flops= (share of FLOPs to keep). Received: ratio={ratio}, flops={flops}"
-        )
-    if ratio is not None and not (isinstance(ratio, (int, float)) and 0 <= ratio < 1):
-        raise ValueError(
-            f"ratio must be in [0, 1); got {ratio}. Use flops= to prune by a FLOPs "
-            "budget."
-        )
-    if flops is not None and not (isinstance(flops, (int, float)) and 0 < flops <= 1):
-        raise ValueError(
-            f"flops is the share of FLOPs to keep and must be in (0, 1]; got {flops}"
-        )
+    check_one_target(ratio=ratio, flops=flops)
+    check_settings(ratio=ratio, flops=flops)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}; got {scope!r}")
     for name, value in (("min_channels", min_channels), ("round_to", round_to)):

@@ -14,7 +14,7 @@ from typing import Callable
 
 import keras
 
-from kprune.graph import keras_graph
+from kprune import keras_graph
 from kprune.handlers import get_handler
 
 #: `make_layer(layer) -> (new_layer, weights)`; `weights` is a callable returning
@@ -90,6 +90,12 @@ def rebuild(
         return clone(sub, nested_input_channels.get(id(sub)))
 
     new_model = _without_compiling(model, clone)
+    _set_weights(pending)
+    return new_model
+
+
+def _set_weights(pending) -> None:
+    """Give each rebuilt layer its weights, and its initializers back."""
     for old, new, weights, initializers in pending:
         for owner, attr, initializer in initializers:
             setattr(owner, attr, initializer)
@@ -104,7 +110,6 @@ def rebuild(
                 "describe it",
             )
         new.set_weights(values)
-    return new_model
 
 
 class RebuildError(ValueError):
@@ -216,3 +221,12 @@ def _skip_random_init(layer) -> list:
                 saved.append((owner, attr, value))
                 setattr(owner, attr, keras.initializers.Zeros())
     return saved
+
+
+def copy_layer(layer):
+    """A `make_layer` result that copies `layer` unchanged."""
+    handler = get_handler(layer)
+    new = handler.clone(layer, handler.config(layer))
+    if not getattr(layer, "weights", None):
+        return new, None
+    return new, layer.get_weights

@@ -12,17 +12,15 @@ from typing import Callable, Sequence
 
 import keras
 
+from kprune.checks import check_settings
 from kprune.criteria import get_criterion
 from kprune.planner import PLAN_KEYWORDS, check_options
 from kprune.planner import plan as make_plan
-from kprune.profile import profile
-from kprune.report import PruningReport, Round
-from kprune.surgery import shrink
-from kprune.training import evaluate, fine_tune
+from kprune.report import PruningReport
+from kprune.rounds import RoundSettings, run_rounds
 
 #: Saliency for three rounds, then similarity for three (the paper's order).
 DEFAULT_STAGES = (("l1", 3), ("similarity", 3))
-STEP_UNITS = ("ratio", "flops")
 #: The `plan()` keywords the schedule sets for every round.
 SCHEDULE_SETS = ("ratio", "flops", "criterion")
 
@@ -73,10 +71,7 @@ class Staged:
                     f"each stage is (criterion, rounds) with rounds >= 1; got {stage!r}"
                 )
             get_criterion(stage[0])  # fail now on an unknown name
-        if not 0 < step < 1:
-            raise ValueError(f"step must be in (0, 1); got {step}")
-        if by not in STEP_UNITS:
-            raise ValueError(f"by must be one of {STEP_UNITS}; got {by!r}")
+        check_settings(step=step, by=by)
         for key in SCHEDULE_SETS:
             if key in plan_options:
                 raise ValueError(
@@ -145,51 +140,13 @@ class Staged:
             `(pruned_model, report)`; the report lists every round's criterion,
             params, MACs, FLOPs kept and metric.
         """
-        base = profile(model)
-        measured = evaluate(model, self.metric, val_data)
-        name = measured[0] if measured else "metric"
-        report = PruningReport(metric_name=name)
-        report.rounds.append(
-            Round(
-                0,
-                "-",
-                0.0,
-                base.params,
-                base.macs,
-                1.0,
-                measured[1] if measured else None,
-            )
+        settings = RoundSettings(
+            train_data=train_data,
+            val_data=val_data,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            fine_tune=self.fine_tune,
+            metric=self.metric,
+            verbose=verbose,
         )
-        current = model
-        for index in range(self.total_rounds):
-            p = self.plan_step(current, index, data=train_data)
-            if p.channels_after == p.channels_before:
-                report.rounds[-1].note = "nothing left to prune"
-                break
-            current = shrink(current, p)
-            current = fine_tune(
-                current, self.fine_tune, train_data, epochs, learning_rate=learning_rate
-            )
-            measured = evaluate(current, self.metric, val_data)
-            prof = profile(current)
-            record = Round(
-                index + 1,
-                p.criterion,
-                self.step,
-                prof.params,
-                prof.macs,
-                prof.macs / base.macs if base.macs else 1.0,
-                measured[1] if measured else None,
-            )
-            report.rounds.append(record)
-            if verbose:
-                print(_line(record, name), flush=True)
-        return current, report
-
-
-def _line(r: Round, name: str) -> str:
-    metric = "" if r.metric is None else f", {name} {r.metric:.4f}"
-    return (
-        f"round {r.round} ({r.criterion}): {r.params:,} params, FLOPs kept "
-        f"{r.flops_ratio:.3f}{metric}"
-    )
+        return run_rounds(model, self, settings, self.step, self.total_rounds)

@@ -17,10 +17,11 @@ from kprune.graph import graph as build_graph
 from kprune.handlers import get_handler
 from kprune.handlers.base import weight_keys
 from kprune.layers import is_wrapped
+from kprune.masks import masks_plan
 from kprune.planner import plan as make_plan
 from kprune.plans import PruningPlan
 from kprune.rebuild import check_rebuildable, rebuild
-from kprune.wrapping import masks_plan, unwrap
+from kprune.wrapping import unwrap
 
 
 def shrink(

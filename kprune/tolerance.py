@@ -18,14 +18,12 @@ from typing import Callable
 
 import keras
 
+from kprune.checks import check_settings
 from kprune.planner import check_options
-from kprune.profile import profile
-from kprune.rebuild import rebuild
-from kprune.report import PruningReport, Round
-from kprune.staged import SCHEDULE_SETS, STEP_UNITS, Staged
-from kprune.surgery import shrink
-from kprune.training import drop, evaluate, fine_tune
-from kprune.wrapping import copy_layer
+from kprune.rebuild import copy_layer, rebuild
+from kprune.report import PruningReport
+from kprune.rounds import RoundSettings, ToleranceRule, run_rounds
+from kprune.staged import SCHEDULE_SETS, Staged
 
 
 def prune_to_tolerance(
@@ -42,6 +40,7 @@ def prune_to_tolerance(
     max_rounds: int = 20,
     min_step: float | None = None,
     relative: bool = False,
+    mode: str = "auto",
     fine_tune_fn: Callable | None = None,
     verbose: int = 1,
     **plan_options,
@@ -72,6 +71,9 @@ def prune_to_tolerance(
         max_rounds: rounds tried at most, accepted or not.
         min_step: stop once the step is halved below this (default `step / 8`).
         relative: `tolerance` is a share of the baseline value.
+        mode: `"max"` if higher values of the metric are better, `"min"` if
+            lower are; `"auto"` (as in Keras' `EarlyStopping`) reads it from a
+            loss or a compiled Keras metric and otherwise raises, asking for it.
         fine_tune_fn: `f(model) -> model or None` replacing `model.fit`;
             default the `Staged` schedule's `fine_tune`.
         verbose: 1 prints one line per round.
@@ -96,90 +98,47 @@ def prune_to_tolerance(
         check_options(prune_to_tolerance, plan_options, [criterion], sets=SCHEDULE_SETS)
         step = 0.1 if step is None else step
         by = "ratio" if by is None else by
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0; got {tolerance}")
-    if not 0 < step < 1:
-        raise ValueError(f"step must be in (0, 1); got {step}")
-    if by not in STEP_UNITS:
-        raise ValueError(f"by must be one of {STEP_UNITS}; got {by!r}")
-    if max_rounds < 1:
-        raise ValueError(f"max_rounds must be >= 1; got {max_rounds}")
-    min_step = step / 8 if min_step is None else min_step
+    check_settings(
+        step=step, by=by, tolerance=tolerance, mode=mode, max_rounds=max_rounds
+    )
+    _check_metric(metric, mode, val_data)
     schedule = (
         criterion
         if isinstance(criterion, Staged)
         else Staged([(criterion, 1)], step=step, by=by, **plan_options)
     )
+    settings = RoundSettings(
+        train_data=train_data,
+        val_data=val_data,
+        epochs=fine_tune_epochs,
+        learning_rate=learning_rate,
+        fine_tune=fine_tune_fn,
+        metric=metric,
+        verbose=verbose,
+    )
+    return run_rounds(
+        rebuild(model, copy_layer),  # a compiled copy; `model` stays as it is
+        schedule,
+        settings,
+        step=step,
+        max_rounds=max_rounds,
+        rule=ToleranceRule(tolerance, relative=relative, mode=mode),
+        min_step=step / 8 if min_step is None else min_step,
+    )
+
+
+def _check_metric(metric, mode, val_data) -> None:
+    if callable(metric) and mode == "auto":
+        raise ValueError(
+            "with a callable metric=, kprune cannot tell whether higher or lower "
+            "is better: pass mode='max' (higher is better, as for accuracy or "
+            "Dice) or mode='min' (lower is better, as for a loss)"
+        )
     if val_data is None and not callable(metric):
         raise ValueError(
             "prune_to_tolerance measures the metric on val_data: pass (x, y) or a "
             "dataset, or a callable metric="
         )
-
-    base = profile(model)
-    name, baseline = evaluate(model, metric, val_data)
-    limit = tolerance * (abs(baseline) if relative else 1.0)
-    report = PruningReport(metric_name=name)
-    report.rounds.append(Round(0, "-", 0.0, base.params, base.macs, 1.0, baseline))
-    if verbose:
-        print(f"baseline {name} {baseline:.4f}; tolerance {limit:.4f}", flush=True)
-
-    current = rebuild(model, copy_layer)  # a compiled copy; `model` stays as it is
-    accepted = 0
-    rejected: set = set()  # cuts tried and rejected since the last accepted round
-    for index in range(max_rounds):
-        if step < min_step:
-            break
-        p = schedule.plan_step(current, accepted, step=step, data=train_data)
-        while _cut(p) in rejected and step >= min_step:
-            # A smaller step that rounds to a cut already rejected: halve again
-            # rather than fine-tune the same model twice.
-            step /= 2
-            if step >= min_step:
-                p = schedule.plan_step(current, accepted, step=step, data=train_data)
-        if step < min_step:
-            break
-        if p.channels_after == p.channels_before:
-            report.rounds[-1].note = "nothing left to prune"
-            break
-        candidate = fine_tune(
-            shrink(current, p),
-            fine_tune_fn,
-            train_data,
-            fine_tune_epochs,
-            learning_rate=learning_rate,
-        )
-        _, value = evaluate(candidate, metric, val_data)
-        prof = profile(candidate)
-        ok = drop(name, baseline, value) <= limit + 1e-9
-        record = Round(
-            index + 1,
-            p.criterion,
-            step,
-            prof.params,
-            prof.macs,
-            prof.macs / base.macs if base.macs else 1.0,
-            value,
-            ok,
-            ""
-            if ok
-            else f"drop {drop(name, baseline, value):.4f} > {limit:.4f}; step halved",
-        )
-        report.rounds.append(record)
-        if verbose:
-            verdict = "accepted" if ok else "rejected"
-            print(
-                f"round {record.round}: {p.criterion} step {step:.3f} -> FLOPs kept "
-                f"{record.flops_ratio:.3f}, {name} {value:.4f} ({verdict})",
-                flush=True,
-            )
-        if ok:
-            current, accepted = candidate, accepted + 1
-            rejected.clear()
-        else:
-            rejected.add(_cut(p))
-            step /= 2
-    return current, report
 
 
 def _schedule_settings(schedule: Staged, step, by, metric, fine_tune_fn, options):
@@ -216,8 +175,3 @@ def _schedule_settings(schedule: Staged, step, by, metric, fine_tune_fn, options
             )
     step = schedule.step if step is None else step
     return step, schedule.by, settings["metric"], settings["fine_tune_fn"]
-
-
-def _cut(plan) -> tuple:
-    """What a plan removes, as a hashable value."""
-    return tuple(sorted((name, d.keep) for name, d in plan.groups.items()))

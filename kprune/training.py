@@ -6,9 +6,6 @@ from typing import Callable
 
 import keras
 
-#: Metric names where lower is better; everything else is higher-is-better.
-_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "crossentropy")
-
 
 def _fit_arguments(data, name: str) -> dict:
     if isinstance(data, tuple) and len(data) == 2:
@@ -92,13 +89,3 @@ def evaluate(
             "compile the model with it or pass a callable"
         )
     return metric, float(results[metric])
-
-
-def higher_is_better(name: str) -> bool:
-    """True for accuracy-like metrics, False for losses and errors."""
-    return not any(word in name.lower() for word in _LOWER_IS_BETTER)
-
-
-def drop(name: str, baseline: float, value: float) -> float:
-    """How much worse `value` is than `baseline` (positive = worse)."""
-    return baseline - value if higher_is_better(name) else value - baseline

@@ -7,8 +7,7 @@ applied before them, so it would never learn (see docs/importance.md). Every
 other BatchNorm the channels pass through carries a multiplier and a mask too, so
 a masked channel is zero everywhere, as in the shrunk model.
 
-`set_masks(model, plan)` writes a plan into the masks (0 = removed); `masks_plan`
-reads the masks back as a plan, which is what `shrink(wrapped)` uses.
+Reading and writing the masks as plans is `kprune.masks`' job.
 """
 
 from __future__ import annotations
@@ -18,14 +17,13 @@ from typing import Callable
 import keras
 import numpy as np
 
-from kprune.graph import ChannelGraph, Group
+from kprune.graph import ChannelGraph
 from kprune.graph import graph as build_graph
 from kprune.handlers import get_handler
+from kprune.handlers.base import weight_keys
 from kprune.layers import ImportanceWrapper, is_wrapped, wrapper_class
 from kprune.layers.base import STATE_SIZE
-from kprune.plans import GroupPlan, PruningPlan
-from kprune.profile import MacCounter
-from kprune.rebuild import rebuild
+from kprune.rebuild import copy_layer, rebuild
 
 INITS = ("ones", "uniform", "normal", "l1", "l2", "bn_gamma")
 
@@ -127,18 +125,9 @@ def unwrap(model: keras.Model) -> keras.Model:
         if not isinstance(layer, ImportanceWrapper):
             return copy_layer(layer)
         plain = layer.layer.__class__.from_config(layer.plain_config())
-        return plain, layer.plain_weights
+        return plain, lambda: layer.plain_weights(weight_keys(plain))
 
     return rebuild(model, make_layer)
-
-
-def copy_layer(layer):
-    """A `make_layer` result that copies `layer` unchanged."""
-    handler = get_handler(layer)
-    new = handler.clone(layer, handler.config(layer))
-    if not getattr(layer, "weights", None):
-        return new, None
-    return new, layer.get_weights
 
 
 def _check_init(init):
@@ -193,7 +182,7 @@ def _targets(g: ChannelGraph, names) -> dict[int, object]:
         for member in group.members:
             if (
                 member.role == "through"
-                and isinstance(member.layer, keras.layers.BatchNormalization)
+                and get_handler(member.layer).normalizes
                 and id(member.layer) not in targets
             ):
                 targets[id(member.layer)] = None
@@ -217,7 +206,7 @@ def _initial_importance(init, producer, carrier, channels, rng) -> np.ndarray:
     elif producer is None:  # "l1" / "l2" on a BatchNorm with no filters of its own
         values = np.ones(channels)
     else:
-        weights = dict(zip([v.name for v in producer.weights], producer.get_weights()))
+        weights = dict(zip(weight_keys(producer), producer.get_weights()))
         filters = get_handler(producer).filters(producer, weights)
         order = 1 if init == "l1" else 2
         values = _per_layer(np.linalg.norm(filters, ord=order, axis=1))
@@ -230,90 +219,10 @@ def _initial_importance(init, producer, carrier, channels, rng) -> np.ndarray:
 
 
 def _gamma(layer):
-    if isinstance(layer, keras.layers.BatchNormalization) and layer.scale:
-        return keras.ops.convert_to_numpy(layer.gamma)
-    return None
+    weights = dict(zip(weight_keys(layer), layer.get_weights()))
+    return get_handler(layer).gain(layer, weights)
 
 
 def _per_layer(values: np.ndarray) -> np.ndarray:
     mean = float(np.mean(values))
     return values / mean if mean > 0 else np.ones_like(values)
-
-
-# ------------------------------------------------------------------ masks
-def carriers(group: Group):
-    """The members of `group` whose multipliers act on its channels.
-
-    Returns `(wrapper, index)` pairs; wrappers that only consume the group's
-    channels (role "in") do not count.
-    """
-    return [
-        (m.layer, m.index)
-        for m in group.members
-        if isinstance(m.layer, ImportanceWrapper) and m.role in ("out", "through")
-    ]
-
-
-def _covered(g: ChannelGraph, group: Group) -> bool:
-    """True when every filter-making layer of the group carries a multiplier."""
-    for member in group.producers():
-        if isinstance(member.layer, ImportanceWrapper):
-            continue
-        norm = g.norm_after(g.calls_of(member.layer)[0])
-        if norm is None or not isinstance(norm.layer, ImportanceWrapper):
-            return False
-    return True
-
-
-def set_masks(model: keras.Model, plan: PruningPlan, graph: ChannelGraph | None = None):
-    """Write `plan` into the masks of a wrapped model: 0 for removed channels.
-
-    The structure does not change; masked channels output exactly zero. Groups the
-    plan does not mention keep their masks.
-    """
-    g = graph if graph is not None else build_graph(model)
-    keep_units = plan.keep_units(g)
-    for name in plan.groups:
-        group = g.group(name)
-        kept = keep_units[group.units]
-        for wrapper, index in carriers(group):
-            mask = np.asarray(keras.ops.convert_to_numpy(wrapper.channel_mask))
-            mask[index[kept].ravel()] = 1.0
-            mask[index[~kept].ravel()] = 0.0
-            wrapper.channel_mask.assign(mask)
-
-
-def masks_plan(model: keras.Model, graph: ChannelGraph | None = None) -> PruningPlan:
-    """The plan the masks of a wrapped model describe.
-
-    A channel counts as removed when every layer that makes it has its mask at 0
-    there (a residual stream fed by two convs is zero only if both are masked).
-    Groups whose filter-making layers are not all wrapped keep every channel.
-    """
-    g = graph if graph is not None else build_graph(model)
-    decisions = {}
-    for group in g.prunable:
-        held = carriers(group)
-        if not held or not _covered(g, group):
-            continue
-        zero = np.ones(group.size, dtype=bool)
-        for wrapper, index in held:
-            mask = np.asarray(keras.ops.convert_to_numpy(wrapper.channel_mask))
-            zero &= mask[index].max(axis=1) == 0
-        keep = np.flatnonzero(~zero)
-        if len(keep) == 0:
-            keep = np.array([0])  # a layer needs one channel; it outputs zeros
-        decisions[group.name] = GroupPlan(
-            group.name, group.size, tuple(int(i) for i in keep)
-        )
-    result = PruningPlan(
-        model=model.name,
-        fingerprint=g.fingerprint(),
-        groups=decisions,
-        criterion="masks",
-    )
-    counter = MacCounter(g)
-    if counter.known:  # not for a model built for any image size
-        result.macs_before = counter.base
-        result.macs_after = counter(result.keep_units(g))
-    return result

@@ -126,15 +126,20 @@ def test_flops_target():
     assert history.history["pruning_flops_kept"][-1] <= 0.4
 
 
-class FakeMetric(keras.callbacks.Callback):
-    """Logs val_fake: 0.9 until epoch `fall`, then 0.7."""
+class FakeLog(keras.callbacks.Callback):
+    """Logs `key`: `before` until epoch `change`, then `after`."""
 
-    def __init__(self, fall):
+    def __init__(self, change, key="val_fake", before=0.9, after=0.7):
         super().__init__()
-        self.fall = fall
+        self.change, self.key, self.before, self.after = change, key, before, after
 
     def on_epoch_end(self, epoch, logs=None):
-        logs["val_fake"] = 0.9 if epoch < self.fall else 0.7
+        logs[self.key] = self.before if epoch < self.change else self.after
+
+
+def FakeMetric(fall):  # noqa: N802 - reads as the callback it makes
+    """val_fake: 0.9 until epoch `fall`, then 0.7."""
+    return FakeLog(fall)
 
 
 def test_tolerance_undoes_the_last_step_and_stops():
@@ -147,7 +152,9 @@ def test_tolerance_undoes_the_last_step_and_stops():
         verbose=0,
         callbacks=[
             FakeMetric(fall=3),
-            kprune.PruningCallback(tolerance=0.05, step=0.1, monitor="val_fake"),
+            kprune.PruningCallback(
+                tolerance=0.05, step=0.1, monitor="val_fake", mode="max"
+            ),
         ],
     )
     targets = history.history["pruning_target"]
@@ -157,6 +164,24 @@ def test_tolerance_undoes_the_last_step_and_stops():
     assert history.history["pruning_kept_channels"][-1] == pytest.approx(0.8, abs=0.02)
     state = np.asarray(kprune.layers.wrapped_layers(model)[0].pruning_state)
     assert state[2] == 1.0  # stopped
+
+
+@pytest.mark.parametrize("mode", [None, "min"])
+def test_tolerance_on_a_loss_treats_a_rise_as_worse(mode):
+    train, _ = small_data()
+    history = wrapped_cnn().fit(
+        *train,
+        epochs=4,
+        batch_size=64,
+        verbose=0,
+        callbacks=[
+            FakeLog(2, key="val_loss", before=0.3, after=0.9),  # a loss rises
+            kprune.PruningCallback(tolerance=0.1, monitor="val_loss", mode=mode),
+        ],
+    )
+    targets = history.history["pruning_target"]
+    assert targets[:2] == pytest.approx([0.05, 0.1])
+    assert targets[2:] == pytest.approx([0.05, 0.05])  # undone at epoch 2
 
 
 def test_tolerance_needs_validation_data():
@@ -191,6 +216,14 @@ def test_needs_a_wrapped_model():
         ({"ratio": 0.5, "schedule": "cosine"}, "schedule must be one of"),
         ({"ratio": 0.5, "criterion": "taylor"}, "needs data="),
         ({"ratio": 0.5, "criterion": "nope"}, "unknown criterion"),
+        ({"ratio": 0.5, "step": 0.1}, r"step= only apply with tolerance="),
+        ({"flops": 0.5, "monitor": "val_loss"}, "would be ignored with flops="),
+        (
+            {"tolerance": 0.1, "schedule": "constant", "power": 2},
+            r"schedule=, power= only apply with ratio= or flops=",
+        ),
+        ({"tolerance": 0.1, "mode": "maximum"}, "mode must be one of"),
+        ({"tolerance": 0.1, "step": 1.5}, r"step must be in \(0, 1\)"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -307,7 +340,9 @@ def test_a_rollback_after_a_resume_undoes_the_last_step(tmp_path):
         keras.utils.set_random_seed(0)
         keras.backend.clear_session()
         model = wrapped_cnn()
-        pruning = kprune.PruningCallback(tolerance=0.05, step=0.1, monitor="val_fake")
+        pruning = kprune.PruningCallback(
+            tolerance=0.05, step=0.1, monitor="val_fake", mode="max"
+        )
         history = model.fit(
             *train,
             epochs=6,

@@ -11,7 +11,12 @@ import pytest
 from keras import layers
 
 import kprune
-from kprune.handlers import ChannelwiseHandler, PassThroughHandler, unregister_handler
+from kprune.handlers import (
+    ChannelwiseHandler,
+    LayerHandler,
+    PassThroughHandler,
+    unregister_handler,
+)
 from kprune.handlers.base import keep
 from tests import models
 
@@ -126,3 +131,71 @@ def test_registry_lists_builtins():
     registered = kprune.handlers.registered_classes()
     assert layers.Conv2D in registered and layers.Concatenate in registered
     assert np.all([isinstance(c, (type, str)) for c in registered])
+
+
+@keras.saving.register_keras_serializable(package="kprune_tests")
+class PointwiseMix(layers.Layer):
+    """A filter-making layer of the user's own: `x @ kernel + bias` per pixel."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], self.units), name="kernel"
+        )
+        self.bias = self.add_weight(shape=(self.units,), name="bias")
+
+    def call(self, x):
+        return keras.ops.matmul(x, self.kernel) + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class PointwiseMixHandler(LayerHandler):
+    """New output channels; the kernel's rows follow the input channels."""
+
+    zeroes_outputs = True
+    #: output channel c is column c of the kernel and entry c of the bias, so
+    #: zeroing and importance multipliers need nothing more: it is wrappable.
+    output_axes = {"kernel": -1, "bias": 0}
+
+    def trace(self, call, output_shapes, tracer):
+        return [tracer.new(output_shapes[0][-1])]
+
+    def new_config(self, layer, config, masks):
+        return {**config, "units": int(masks.output.sum())}
+
+    def new_weights(self, layer, weights, masks):
+        kernel = keep(keep(weights["kernel"], masks.input, 0), masks.output, 1)
+        return {"kernel": kernel, "bias": keep(weights["bias"], masks.output, 0)}
+
+    def filters(self, layer, weights):
+        return weights["kernel"].T
+
+
+def test_registering_a_handler_makes_a_layer_prunable_and_wrappable():
+    inp = keras.Input((6, 6, 3))
+    x = PointwiseMix(8, name="mix")(inp)
+    x = layers.ReLU()(x)
+    out = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+    model = models.randomize(keras.Model(inp, out))
+    with pytest.raises(ValueError, match="no filters kprune can give"):
+        kprune.wrap(model)
+    kprune.register_handler(PointwiseMix, PointwiseMixHandler())
+    try:
+        models.assert_exact(model, kprune.plan(model, ratio=0.5))
+        wrapped = kprune.wrap(model, init="uniform")
+        assert type(wrapped.get_layer("mix")) is kprune.layers.ImportanceWrapper
+        kprune.set_masks(wrapped, kprune.plan(wrapped, "importance", ratio=0.5))
+        x = models.inputs_for(model)
+        want = models.outputs(wrapped, x)[0]
+        for folded in (kprune.unwrap(wrapped), kprune.shrink(wrapped)):
+            np.testing.assert_allclose(
+                models.outputs(folded, x)[0], want, rtol=1e-5, atol=1e-5
+            )
+        assert kprune.shrink(wrapped).get_layer("mix").units == 4
+    finally:
+        unregister_handler(PointwiseMix)

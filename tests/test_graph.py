@@ -294,7 +294,7 @@ def test_group_lookup_and_fingerprint():
 
 def test_inception_resnet_scale_layer_couples_like_an_add():
     """InceptionResNetV2's CustomScaleLayer computes x + scale * y."""
-    from kprune.graph import keras_graph
+    from kprune import keras_graph
 
     scale_layer = keras_graph.inception_resnet_scale()
     inp = keras.Input((8, 8, 3))

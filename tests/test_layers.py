@@ -150,7 +150,7 @@ def test_partly_masked_residual_stream_is_not_removed():
     wrapped = kprune.wrap(model)
     g = kprune.graph(wrapped)
     group = g.group("s1_proj")
-    carriers = kprune.wrapping.carriers(group)
+    carriers = kprune.masks.carriers(group)
     assert len(carriers) == 3
     wrapper, index = carriers[0]
     mask = np.ones(16, "float32")
@@ -324,3 +324,104 @@ def test_masks_zero_a_channel_at_every_batchnorm_it_passes():
     np.testing.assert_allclose(
         models.outputs(small, x)[0], models.outputs(wrapped, x)[0], rtol=1e-4, atol=1e-5
     )
+
+
+#: One small model per layer type whose handler can scale its outputs, with
+#: the layer to wrap named "target". Adding such a handler without an entry
+#: here fails `test_every_scalable_handler_is_covered`.
+def _typed(make, shape, before=None):
+    def build():
+        inp = keras.Input(shape)
+        x = before()(inp) if before else inp
+        x = make(name="target")(x)
+        x = layers.Flatten()(x) if len(shape) > 1 else x
+        return keras.Model(inp, layers.Dense(3, name="head")(x))
+
+    return build
+
+
+LAYER_TYPES = {
+    layers.Conv1D: _typed(lambda **k: layers.Conv1D(4, 3, **k), (10, 3)),
+    layers.Conv2D: _typed(lambda **k: layers.Conv2D(4, 3, **k), (8, 8, 3)),
+    layers.Conv3D: _typed(lambda **k: layers.Conv3D(4, 3, **k), (5, 5, 5, 2)),
+    layers.Dense: _typed(lambda **k: layers.Dense(4, activation="relu", **k), (5,)),
+    layers.Conv1DTranspose: _typed(
+        lambda **k: layers.Conv1DTranspose(4, 2, strides=2, **k), (5, 3)
+    ),
+    layers.Conv2DTranspose: _typed(
+        lambda **k: layers.Conv2DTranspose(4, 2, strides=2, **k), (4, 4, 3)
+    ),
+    layers.Conv3DTranspose: _typed(
+        lambda **k: layers.Conv3DTranspose(4, 2, strides=2, **k), (3, 3, 3, 2)
+    ),
+    layers.DepthwiseConv1D: _typed(
+        lambda **k: layers.DepthwiseConv1D(3, depth_multiplier=2, **k),
+        (10, 3),
+        before=lambda: layers.Conv1D(3, 1),
+    ),
+    layers.DepthwiseConv2D: _typed(
+        lambda **k: layers.DepthwiseConv2D(3, depth_multiplier=2, **k),
+        (8, 8, 3),
+        before=lambda: layers.Conv2D(3, 1),
+    ),
+    layers.SeparableConv1D: _typed(
+        lambda **k: layers.SeparableConv1D(4, 3, **k), (10, 3)
+    ),
+    layers.SeparableConv2D: _typed(
+        lambda **k: layers.SeparableConv2D(4, 3, **k), (8, 8, 3)
+    ),
+    layers.BatchNormalization: _typed(
+        lambda **k: layers.BatchNormalization(**k),
+        (8, 8, 3),
+        before=lambda: layers.Conv2D(4, 3),
+    ),
+}
+
+
+def test_every_scalable_handler_is_covered():
+    from kprune.handlers import get_handler, registered_classes
+
+    scalable = {
+        cls
+        for cls in registered_classes()
+        if isinstance(cls, type) and get_handler(cls).can_scale(None)
+    }
+    assert scalable == set(LAYER_TYPES), scalable ^ set(LAYER_TYPES)
+
+
+@pytest.mark.parametrize("cls", list(LAYER_TYPES), ids=lambda c: c.__name__)
+def test_wrap_covers_every_layer_type_with_a_handler(cls):
+    from kprune.handlers import get_handler
+
+    model = models.randomize(LAYER_TYPES[cls]())
+    wrapped = kprune.wrap(model, init="uniform")
+    target = wrapped.get_layer("target")
+    wanted = keras.saving.get_registered_object(f"kprune>{get_handler(cls).wrapper}")
+    assert type(target) is wanted
+    plan = kprune.plan(wrapped, "l1", ratio=0.5)
+    kprune.set_masks(wrapped, plan)
+    assert not keras.ops.convert_to_numpy(target.channel_mask).all()
+    x = models.inputs_for(model)
+    want = models.outputs(wrapped, x)[0]
+    np.testing.assert_allclose(
+        models.outputs(kprune.unwrap(wrapped), x)[0], want, rtol=1e-5, atol=1e-5
+    )
+    assert kprune.masks_plan(wrapped).channels_after == plan.channels_after
+    small = kprune.shrink(wrapped)
+    np.testing.assert_allclose(models.outputs(small, x)[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_wrapped_batchnorm_trains_in_training_mode():
+    """`training` reaches the wrapped BatchNorm through Keras' call context."""
+    model = LAYER_TYPES[layers.BatchNormalization]()
+    wrapped = kprune.wrap(model)
+    x = np.random.default_rng(0).normal(3.0, 2.0, (16, 8, 8, 3)).astype("float32")
+    bn = wrapped.get_layer("target").layer
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(wrapped(x, training=True)),
+        keras.ops.convert_to_numpy(wrapped(x, training=False)),
+    )
+    before = keras.ops.convert_to_numpy(bn.moving_mean).copy()
+    wrapped.compile(optimizer="sgd", loss="mse")
+    wrapped.fit(x, np.zeros((16, 3)), epochs=1, verbose=0)
+    assert not np.allclose(keras.ops.convert_to_numpy(bn.moving_mean), before)

@@ -19,7 +19,7 @@ On each graph:
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from keras import layers
 
@@ -202,11 +202,12 @@ def assert_unchanged(model, before):
         np.testing.assert_array_equal(a, b)
 
 
-def check_opaque_layers_kept(model, small):
+def check_opaque_layers_kept(model, small) -> int:
+    """Every opaque Lambda freezes its groups, with the reason, and survives
+    with its shapes; returns how many the model had."""
     g = kprune.graph(model)
-    for layer in model.layers:
-        if not layer.name.startswith("opaque"):
-            continue
+    opaque = [layer for layer in model.layers if layer.name.startswith("opaque")]
+    for layer in opaque:
         groups = g.groups_of(layer.name)
         assert groups and all(grp.frozen for grp in groups)
         assert all(
@@ -215,6 +216,17 @@ def check_opaque_layers_kept(model, small):
         new = small.get_layer(layer.name)
         assert tuple(new.input.shape) == tuple(layer.input.shape)
         assert tuple(new.output.shape) == tuple(layer.output.shape)
+    return len(opaque)
+
+
+@examples(8)
+@given(model=random_model(), seed=st.integers(0, 1000))
+def test_opaque_lambdas_are_frozen_and_kept(model, seed):
+    """The check above runs on every random graph; here only on graphs that
+    have an opaque Lambda, so it cannot pass by having nothing to check."""
+    assume(any(layer.name.startswith("opaque") for layer in model.layers))
+    plan = kprune.plan(models.randomize(model, seed), "random", ratio=0.5, seed=seed)
+    assert check_opaque_layers_kept(model, kprune.shrink(model, plan)) >= 1
 
 
 @examples(15)

@@ -82,6 +82,28 @@ def test_staged_with_a_fine_tune_callable_and_flops_steps(mnist):
     assert len(calls) == 2
     assert report.rounds[1].flops_ratio <= 0.7 + 1e-9
     assert report.metric_name == "<lambda>"
+    assert [r.criterion for r in report.rounds[1:]] == ["l1", "similarity"]
+
+
+def test_staged_compensation_changes_the_similarity_rounds():
+    """compensate=True folds each removed filter into its most similar kept one,
+    so the pruned model differs from the one pruned without it."""
+    keras.utils.set_random_seed(0)
+    model = small_cnn()
+    results = []
+    for compensate in (False, True):
+        staged = kprune.Staged(
+            [("similarity", 1)],
+            step=0.5,
+            fine_tune=lambda m: None,
+            metric=lambda m: 1.0,
+            compensate=compensate,
+        )
+        results.append(staged.run(model, verbose=0)[0])
+    x = np.random.default_rng(0).normal(size=(4,) + model.input_shape[1:])
+    plain, compensated = (r.predict(x, verbose=0) for r in results)
+    assert results[0].count_params() == results[1].count_params()
+    assert not np.allclose(plain, compensated, atol=1e-6)
 
 
 @pytest.mark.parametrize(

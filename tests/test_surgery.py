@@ -132,7 +132,7 @@ def test_a_probed_lambda_is_pruned_through_and_keeps_its_function():
 
 def test_per_channel_layers_are_sliced():
     """Layers that do not map 0 to 0 are outside the exactness check; slice them."""
-    from kprune.graph import keras_graph
+    from kprune import keras_graph
 
     layer_scale = keras_graph.convnext_layer_scale()
     inp = keras.Input((8, 8, 3))
@@ -417,3 +417,26 @@ def test_a_compile_config_that_cannot_be_restored_warns_and_still_shrinks():
         small = kprune.prune(model, ratio=0.5)
     assert small.count_params() < model.count_params()
     assert model.compiled
+
+
+def test_the_independent_reference_catches_a_wrong_unit_mapping(monkeypatch):
+    """A bug shared by shrink and zero_pruned (both read plan.keep_units) agrees
+    with itself; the hand-written reference does not read it, so it fails."""
+    from kprune import plans
+
+    model = models.randomize(models.vgg())
+    plan = kprune.plan(model, ratio=0.5)
+    models.assert_exact(model, plan)
+    right = plans.PruningPlan.keep_units
+    monkeypatch.setattr(
+        plans.PruningPlan, "keep_units", lambda self, g: np.roll(right(self, g), 1)
+    )
+    x = models.inputs_for(model)
+    np.testing.assert_allclose(
+        models.outputs(kprune.shrink(model, plan), x)[0],
+        models.outputs(kprune.zero_pruned(model, plan), x)[0],
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    with pytest.raises(AssertionError, match="Not equal to tolerance"):
+        models.assert_exact(model, plan)

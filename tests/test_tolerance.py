@@ -141,6 +141,7 @@ def test_a_cut_already_rejected_is_not_fine_tuned_again():
         None,
         tolerance=0.1,
         metric=lambda m: next(scores),
+        mode="max",
         step=0.4,
         by="flops",
         fine_tune_fn=tuned.append,
@@ -206,7 +207,7 @@ def test_a_staged_schedule_brings_its_step_by_metric_and_fine_tune():
         [("l1", 1)], step=0.4, by="flops", metric=lambda m: 1.0, fine_tune=tuned.append
     )
     small, report = kprune.prune_to_tolerance(
-        tiny_model(), None, None, criterion=staged, max_rounds=1, verbose=0
+        tiny_model(), None, None, criterion=staged, max_rounds=1, verbose=0, mode="max"
     )
     assert len(tuned) == 1 and report.metric_name == "<lambda>"
     assert report.rounds[1].step == 0.4 and report.rounds[1].flops_ratio <= 0.6
@@ -220,5 +221,33 @@ def test_a_staged_schedule_brings_its_step_by_metric_and_fine_tune():
         by="flops",
         max_rounds=1,
         verbose=0,
+        mode="max",
     )
     assert report.rounds[1].step == 0.2
+
+
+def test_a_callable_metric_needs_a_mode():
+    with pytest.raises(ValueError, match="mode='max'.*mode='min'"):
+        kprune.prune_to_tolerance(
+            tiny_model(), None, None, metric=lambda m: 1.0, verbose=0
+        )
+
+
+@pytest.mark.parametrize("mode, accepted", [("max", False), ("min", True)])
+def test_mode_says_which_way_is_worse(mode, accepted):
+    """The metric falls from 1.0 to 0.5: a large drop for 'max', a gain for 'min'."""
+    scores = iter([1.0] + [0.5] * 10)
+    _, report = kprune.prune_to_tolerance(
+        tiny_model(),
+        None,
+        None,
+        tolerance=0.1,
+        metric=lambda m: next(scores),
+        mode=mode,
+        step=0.4,
+        by="flops",
+        fine_tune_fn=lambda m: None,
+        max_rounds=1,
+        verbose=0,
+    )
+    assert report.rounds[1].accepted is accepted

@@ -23,7 +23,6 @@ from kprune.data import batches as data_batches
 from kprune.graph import ChannelGraph, Group
 from kprune.handlers import get_handler
 from kprune.handlers.base import weight_keys
-from kprune.layers import ImportanceWrapper
 
 REDUCTIONS = ("mean", "sum", "max")
 #: Options `ScoringContext.batches` reads; every `needs_data` criterion takes them.
@@ -265,22 +264,17 @@ class ScoringContext:
             bias = np.zeros(filters.shape[0])
         scale = np.ones(filters.shape[0])
         shift = np.zeros(filters.shape[0])
-        if isinstance(layer, ImportanceWrapper):
-            scale = scale * layer.scale()
+        multipliers = get_handler(layer).multipliers(layer)
+        if multipliers is not None:
+            scale = scale * multipliers
         norm = self.graph.norm_after(self.graph.calls_of(layer)[0])
         if norm is not None:
-            bn = (
-                norm.layer.layer
-                if isinstance(norm.layer, ImportanceWrapper)
-                else norm.layer
-            )
-            w = self.weights(bn)
-            gamma = w.get("gamma", np.ones_like(scale))
-            inv = gamma / np.sqrt(w["moving_variance"] + bn.epsilon)
-            shift = w.get("beta", np.zeros_like(scale)) - w["moving_mean"] * inv
-            scale, shift = scale * inv, shift
-            if isinstance(norm.layer, ImportanceWrapper):
-                extra = norm.layer.scale()
+            handler = get_handler(norm.layer)
+            bn = handler.inner(norm.layer)
+            inv, shift = get_handler(bn).affine(bn, self.weights(bn))
+            scale = scale * inv
+            extra = handler.multipliers(norm.layer)
+            if extra is not None:
                 scale, shift = scale * extra, shift * extra
         return np.concatenate(
             [filters * scale[:, None], (bias * scale + shift)[:, None]], axis=1

@@ -16,11 +16,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from kprune import keras_graph
 from kprune.criteria.registry import ScoringContext, register_criterion
-from kprune.graph import Group, keras_graph
+from kprune.graph import Group
 from kprune.handlers import get_handler
 from kprune.handlers.base import weight_keys
-from kprune.layers import ImportanceWrapper
 
 
 def _l2_fallback(group: Group, context: ScoringContext, why: str) -> np.ndarray:
@@ -43,26 +43,24 @@ def random_scores(group: Group, context: ScoringContext) -> np.ndarray:
     return context.rng.random(group.size)
 
 
-def _inner(layer):
-    return layer.layer if isinstance(layer, ImportanceWrapper) else layer
-
-
 @register_criterion(
     "bn_scale", description="|gamma| of the BatchNorm on each channel (Liu et al. 2017)"
 )
 def bn_scale(group: Group, context: ScoringContext) -> np.ndarray:
     parts = []
     for member in group.members:
-        bn = _inner(member.layer)
-        if member.role != "through" or not isinstance(
-            bn, keras.layers.BatchNormalization
-        ):
+        if member.role != "through":
             continue
-        weights = context.weights(bn)
-        gamma = np.abs(weights.get("gamma", np.ones(bn.moving_mean.shape)))
-        if isinstance(member.layer, ImportanceWrapper):
-            gamma = gamma * np.abs(member.layer.scale())
-        parts.append(gamma[member.index].sum(axis=1))
+        handler = get_handler(member.layer)
+        bn = handler.inner(member.layer)
+        gain = get_handler(bn).gain(bn, context.weights(bn))
+        if gain is None:
+            continue
+        gain = np.abs(gain)
+        multipliers = handler.multipliers(member.layer)
+        if multipliers is not None:
+            gain = gain * np.abs(multipliers)
+        parts.append(gain[member.index].sum(axis=1))
     if not parts:
         return _l2_fallback(group, context, "no BatchNormalization")
     return context.reduce(parts, group.size)
@@ -72,13 +70,13 @@ def bn_scale(group: Group, context: ScoringContext) -> np.ndarray:
     "importance", description="|importance * mask| of kprune.wrap's multipliers"
 )
 def importance(group: Group, context: ScoringContext) -> np.ndarray:
-    parts = [
-        np.abs(m.layer.scale())[m.index].sum(axis=1)
-        for m in group.members
-        if isinstance(m.layer, ImportanceWrapper) and m.role in ("out", "through")
-    ]
+    parts = []
+    for member in group.members:
+        multipliers = get_handler(member.layer).multipliers(member.layer)
+        if multipliers is not None and member.role in ("out", "through"):
+            parts.append(np.abs(multipliers)[member.index].sum(axis=1))
     if not parts:
-        if not context.cache.setdefault("wrapped", _any_wrapper(context)):
+        if not context.cache.setdefault("wrapped", _any_multipliers(context)):
             raise ValueError(
                 "criterion 'importance' reads the multipliers of a wrapped model: "
                 "call kprune.wrap(model), train it, then plan"
@@ -87,8 +85,11 @@ def importance(group: Group, context: ScoringContext) -> np.ndarray:
     return context.reduce(parts, group.size)
 
 
-def _any_wrapper(context) -> bool:
-    return any(isinstance(c.layer, ImportanceWrapper) for c in context.graph.calls)
+def _any_multipliers(context) -> bool:
+    return any(
+        get_handler(c.layer).multipliers(c.layer) is not None
+        for c in context.graph.calls
+    )
 
 
 @register_criterion(
@@ -162,14 +163,8 @@ def _loss_function(context: ScoringContext):
     return lambda y, y_pred: keras.ops.mean(fn(y, y_pred))
 
 
-_RELU_NAMES = {"relu", "relu6"}
-
-
 def _is_relu(layer) -> bool:
-    if isinstance(layer, keras.layers.ReLU):
-        return not layer.negative_slope and not layer.threshold
-    activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", "") in _RELU_NAMES
+    return get_handler(layer).rectifies(layer)
 
 
 @register_criterion(

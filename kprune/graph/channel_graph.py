@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from kprune.graph import keras_graph
+from kprune import keras_graph
 from kprune.graph.tracer import (
     Call,
     TensorInfo,
@@ -25,7 +25,6 @@ from kprune.graph.tracer import (
 )
 from kprune.handlers import Masks, get_handler
 from kprune.handlers.registry import has_handler
-from kprune.layers import ImportanceWrapper
 
 
 @dataclass(eq=False)
@@ -178,7 +177,8 @@ class ChannelGraph:
         return list(self._consumers.get(id(info), []))
 
     def norm_after(self, call: Call) -> Call | None:
-        """The BatchNormalization call that alone consumes `call`'s output.
+        """The BatchNorm-like call (see `LayerHandler.normalizes`) that alone
+        consumes `call`'s output.
 
         That is where an importance multiplier for `call`'s filters must sit, and
         the normalisation folded into them when comparing filters.
@@ -188,8 +188,8 @@ class ChannelGraph:
             return None
         follower = consumers[0]
         layer = follower.layer
-        inner = layer.layer if isinstance(layer, ImportanceWrapper) else layer
-        if not isinstance(inner, keras.layers.BatchNormalization):
+        inner = get_handler(layer).inner(layer)
+        if not get_handler(inner).normalizes:
             return None
         passes = follower.outputs and follower.output.ids is call.output.ids
         shared = len(self.calls_of(layer)) > 1

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from kprune.graph import keras_graph
+from kprune import keras_graph
+from kprune.keras_graph import channel_count
 
 
 @dataclass(eq=False)
@@ -153,13 +154,6 @@ class Tracer:
         return np.repeat(calls, np.diff(starts))
 
 
-def channel_count(shape) -> int | None:
-    """Channels of a channels-last tensor shape, or None when there is no such axis."""
-    if shape is None or len(shape) < 2 or shape[-1] is None:
-        return None
-    return int(shape[-1])
-
-
 def qualified_name(scope: tuple, layer) -> str:
     """`outer/inner/layer` for layers inside nested models, else the layer name."""
     return "/".join(scope + (layer.name,))
@@ -208,23 +202,7 @@ def trace(
         call = Call(len(calls), layer, qualified_name(scope, layer), values, site=site)
         call.handler = lookup(layer)
         tracer.call_index = call.index
-        if call.constants and not call.handler.takes_constants:
-            shapes = ", ".join(str(c.shape) for c in call.constants)
-            reason = (
-                f"'{call.name}' computes with a constant array of shape {shapes} "
-                "that kprune does not know how to slice"
-            )
-            ids_list = tracer.opaque(call.inputs, out_shapes, reason)
-        else:
-            ids_list = call.handler.trace(call, out_shapes, tracer)
-        for shape, ids in zip(out_shapes, ids_list):
-            n = channel_count(shape)
-            if ids is not None and len(ids) != n:
-                raise RuntimeError(
-                    f"handler {type(call.handler).__name__} gave {len(ids)} channel "
-                    f"ids for output of '{call.name}' with shape {shape}"
-                )
-            call.outputs.append(TensorInfo(shape, ids if n is not None else None))
+        _trace_call(call, out_shapes, tracer)
         _couple_shared_calls(call, first_call, tracer)
         _mark_shifted(call, tracer.count)
         calls.append(call)
@@ -242,6 +220,28 @@ def trace(
         name = keras_graph.tensor_name(kt)
         tracer.freeze(info.ids, f"model output '{name}' keeps its shape")
     return calls, tracer, nested_inputs, input_infos, output_infos, input_names
+
+
+def _trace_call(call: Call, out_shapes: list, tracer: Tracer) -> None:
+    """Run the call's handler (or freeze a call with constants it cannot slice)
+    and record the ids of each output in `call.outputs`."""
+    if call.constants and not call.handler.takes_constants:
+        shapes = ", ".join(str(c.shape) for c in call.constants)
+        reason = (
+            f"'{call.name}' computes with a constant array of shape {shapes} "
+            "that kprune does not know how to slice"
+        )
+        ids_list = tracer.opaque(call.inputs, out_shapes, reason)
+    else:
+        ids_list = call.handler.trace(call, out_shapes, tracer)
+    for shape, ids in zip(out_shapes, ids_list):
+        n = channel_count(shape)
+        if ids is not None and len(ids) != n:
+            raise RuntimeError(
+                f"handler {type(call.handler).__name__} gave {len(ids)} channel "
+                f"ids for output of '{call.name}' with shape {shape}"
+            )
+        call.outputs.append(TensorInfo(shape, ids if n is not None else None))
 
 
 def _mark_shifted(call: Call, count: int) -> None:

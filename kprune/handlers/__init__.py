@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import keras
 
-from kprune.graph import keras_graph
+from kprune import keras_graph
 from kprune.handlers.base import LayerHandler, Masks, PassThroughHandler
 from kprune.handlers.composite import SqueezeExciteHandler
 from kprune.handlers.conv import (
@@ -34,6 +34,7 @@ from kprune.handlers.passthrough import (
     ActivationHandler,
     ActivationOpHandler,
     IdentityHandler,
+    ReLUHandler,
     SoftmaxHandler,
 )
 from kprune.handlers.probing import ProbedHandler
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 _PASS_THROUGH_LAYERS = """
-    ReLU LeakyReLU ELU
+    LeakyReLU ELU
     Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D AlphaDropout
     GaussianNoise GaussianDropout ActivityRegularization
     MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D AveragePooling2D
@@ -94,6 +95,7 @@ _BUILTINS = [
     (_layer_classes(["PReLU"]), PReLUHandler()),
     ([c for c in [keras_graph.convnext_layer_scale()] if c], LayerScaleHandler()),
     (_layer_classes(["Activation"]), ActivationHandler()),
+    (_layer_classes(["ReLU"]), ReLUHandler()),
     (_layer_classes(["Identity"]), IdentityHandler()),
     (_layer_classes(["Softmax"]), SoftmaxHandler()),
     (_layer_classes(["Lambda"]), ProbedHandler()),

@@ -66,6 +66,17 @@ class LayerHandler:
     #: True when `zero_weights` makes a removed output channel exactly zero
     #: whatever comes in (convolutions, BatchNorm), before any activation.
     zeroes_outputs = False
+    #: Weight name -> axis of the output channel, for layers whose output
+    #: channel `c` is linear in slice `c` of those weights (a kernel and its
+    #: bias). `scale_outputs` and `zero_weights` use it.
+    output_axes: dict = {}
+    #: BatchNorm-like: a per-channel affine map whose batch statistics, in
+    #: training, divide out any scale applied before it. The importance
+    #: multiplier of the filters it follows sits after it (see `kprune.wrap`).
+    normalizes = False
+    #: The `kprune.layers` wrapper class (its name) that `kprune.wrap` gives
+    #: this layer type, when `scale_outputs` is supported.
+    wrapper = "ImportanceWrapper"
 
     def trace(self, call, output_shapes, tracer):
         """Return one id array (or None) per output. Default: freeze everything."""
@@ -92,8 +103,67 @@ class LayerHandler:
         return weights
 
     def zero_weights(self, layer, weights: dict, masks: Masks) -> dict:
-        """Weights with the removed output channels zeroed (same shapes)."""
+        """Weights with the removed output channels zeroed (same shapes).
+
+        The default scales them by 0 with `scale_outputs`, when the layer can.
+        """
+        if masks.output is None or masks.output.all():
+            return weights
+        zeroed = self.scale_outputs(layer, weights, masks.output.astype("float32"))
+        return weights if zeroed is None else zeroed
+
+    def scale_outputs(self, layer, weights: dict, scale: np.ndarray) -> dict | None:
+        """Weights whose output channel `c` comes out multiplied by `scale[c]`.
+
+        Zeroing (`scale` 0 or 1) and folding importance multipliers into the
+        layer (`kprune.unwrap`) both use it. Returns None for a layer that
+        cannot scale its outputs through its weights. The default multiplies
+        the slices named in `output_axes`.
+        """
+        if not self.output_axes:
+            return None
+        weights = dict(weights)
+        for name, axis in self.output_axes.items():
+            if name in weights:
+                weights[name] = scale_axis(weights[name], scale, axis)
         return weights
+
+    def can_scale(self, layer) -> bool:
+        """True when `scale_outputs` works for this layer, which makes it
+        wrappable by `kprune.wrap`."""
+        overridden = type(self).scale_outputs is not LayerHandler.scale_outputs
+        return overridden or bool(self.output_axes)
+
+    def scalable_config(self, layer, config: dict) -> dict:
+        """The config of a layer that can hold `scale_outputs`' weights (a
+        BatchNorm built without `gamma` needs one)."""
+        return config
+
+    # ----------------------------------------------- what criteria may ask
+    def inner(self, layer):
+        """The layer that holds the weights and behaviour: `layer` itself, or,
+        for a wrapper, the layer it wraps."""
+        return layer
+
+    def multipliers(self, layer) -> np.ndarray | None:
+        """Per-channel multipliers the layer applies on top of its weights
+        (kprune's importance wrappers), or None."""
+        return None
+
+    def affine(self, layer, weights: dict) -> tuple | None:
+        """`(scale, shift)` per channel when the layer computes `x * scale +
+        shift` at inference (a BatchNorm), else None."""
+        return None
+
+    def gain(self, layer, weights: dict) -> np.ndarray | None:
+        """The learned per-channel gain (a BatchNorm's `gamma`), or None."""
+        return None
+
+    def rectifies(self, layer) -> bool:
+        """True when the layer's output is `max(x, 0)` of something (a ReLU,
+        or a layer with a ReLU activation); activation statistics use it."""
+        fn = getattr(layer, "activation", None)
+        return getattr(fn, "__name__", "") in ("relu", "relu6")
 
     def shifts_zero(self, call) -> bool:
         """True when a zero channel leaves this call as a non-zero constant.
@@ -132,8 +202,15 @@ class LayerHandler:
         return None
 
     def filters(self, layer, weights: dict) -> np.ndarray | None:
-        """`(out_channels, fan_in)` matrix of each output filter, or None."""
-        return None
+        """`(out_channels, fan_in)` matrix of each output filter, or None.
+
+        The default reads the first weight of `output_axes` (the kernel).
+        """
+        if not self.output_axes:
+            return None
+        name, axis = next(iter(self.output_axes.items()))
+        kernel = np.moveaxis(weights[name], axis, 0)
+        return kernel.reshape(kernel.shape[0], -1)
 
     def macs(self, layer, input_shapes: list, output_shapes: list) -> int:
         """Multiply-accumulates of one call per sample, for the given shapes."""
@@ -146,10 +223,8 @@ class PassThroughHandler(LayerHandler):
     stateless = True
 
     def trace(self, call, output_shapes, tracer):
-        reason = channels_first_reason(call)
-        if reason:
-            return tracer.opaque(call.inputs, output_shapes, reason)
-        return [call.input.ids for _ in output_shapes]
+        refused = refuse_channels_first(call, output_shapes, tracer)
+        return refused or [call.input.ids for _ in output_shapes]
 
 
 _SHIFTS: dict = {}
@@ -195,6 +270,12 @@ def channels_first_reason(call) -> str | None:
             "last axis only (rebuild the model channels_last)"
         )
     return None
+
+
+def refuse_channels_first(call, output_shapes, tracer) -> list | None:
+    """The frozen outputs of a channels-first call, or None for channels-last."""
+    reason = channels_first_reason(call)
+    return tracer.opaque(call.inputs, output_shapes, reason) if reason else None
 
 
 def weight_keys(layer) -> list[str]:
@@ -255,3 +336,11 @@ def spatial_size(shape) -> int:
     for dim in shape[1:-1]:
         size *= int(dim) if dim is not None else 0
     return size
+
+
+def scale_axis(array: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
+    """`array` with its entries along `axis` multiplied by `scale` (same dtype)."""
+    shape = [1] * np.ndim(array)
+    shape[axis] = -1
+    array = np.asarray(array)
+    return (array * np.reshape(scale, shape)).astype(array.dtype)

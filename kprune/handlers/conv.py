@@ -19,12 +19,12 @@ import numpy as np
 
 from kprune.handlers.base import (
     LayerHandler,
-    channels_first_reason,
     fold_rows,
     keep,
     kept,
+    refuse_channels_first,
+    scale_axis,
     spatial_size,
-    zero,
 )
 
 
@@ -49,11 +49,13 @@ class ConvHandler(LayerHandler):
     """
 
     zeroes_outputs = True
+    output_axes = {"kernel": -1, "bias": 0}
+    wrapper = "ImportanceConv2D"
 
     def trace(self, call, output_shapes, tracer):
-        reason = channels_first_reason(call)
-        if reason:
-            return tracer.opaque(call.inputs, output_shapes, reason)
+        refused = refuse_channels_first(call, output_shapes, tracer)
+        if refused:
+            return refused
         layer = call.layer
         groups = getattr(layer, "groups", 1) or 1
         filters = output_shapes[0][-1]
@@ -93,13 +95,6 @@ class ConvHandler(LayerHandler):
             weights["bias"] = keep(weights["bias"], masks.output, 0)
         return weights
 
-    def zero_weights(self, layer, weights, masks):
-        weights = dict(weights)
-        weights["kernel"] = zero(weights["kernel"], masks.output, -1)
-        if "bias" in weights:
-            weights["bias"] = zero(weights["bias"], masks.output, 0)
-        return weights
-
     def constant_fold(self, layer):
         if (getattr(layer, "groups", 1) or 1) > 1:
             return None
@@ -116,10 +111,6 @@ class ConvHandler(LayerHandler):
         if (getattr(layer, "groups", 1) or 1) > 1:
             return None
         return {**weights, "kernel": fold_rows(weights["kernel"], merges, -2)}
-
-    def filters(self, layer, weights):
-        kernel = weights["kernel"]
-        return np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1)
 
     def macs(self, layer, input_shapes, output_shapes):
         cin, cout = input_shapes[0][-1], output_shapes[0][-1]
@@ -144,6 +135,8 @@ class DenseHandler(LayerHandler):
     """`Dense` on the last axis of a 2-D or channels-last N-D input."""
 
     zeroes_outputs = True
+    output_axes = {"kernel": -1, "bias": 0, "lora_kernel_b": -1}
+    wrapper = "ImportanceDense"
 
     def trace(self, call, output_shapes, tracer):
         return [tracer.new(output_shapes[0][-1])]
@@ -164,15 +157,6 @@ class DenseHandler(LayerHandler):
             weights["lora_kernel_b"] = keep(weights["lora_kernel_b"], masks.output, 1)
         return weights
 
-    def zero_weights(self, layer, weights, masks):
-        weights = dict(weights)
-        weights["kernel"] = zero(weights["kernel"], masks.output, 1)
-        if "bias" in weights:
-            weights["bias"] = zero(weights["bias"], masks.output, 0)
-        if "lora_kernel_b" in weights:
-            weights["lora_kernel_b"] = zero(weights["lora_kernel_b"], masks.output, 1)
-        return weights
-
     def constant_fold(self, layer):
         return None if getattr(layer, "lora_enabled", False) else "exact"
 
@@ -185,33 +169,35 @@ class DenseHandler(LayerHandler):
             return None
         return {**weights, "kernel": fold_rows(weights["kernel"], merges, 0)}
 
-    def filters(self, layer, weights):
-        return weights["kernel"].T
-
     def macs(self, layer, input_shapes, output_shapes):
         cin, cout = input_shapes[0][-1], output_shapes[0][-1]
         return spatial_size(input_shapes[0]) * cin * cout
 
 
-class ConvTransposeHandler(LayerHandler):
+class _NewFiltersHandler(LayerHandler):
+    """A layer whose `filters` output channels are all new (no groups)."""
+
+    zeroes_outputs = True
+
+    def trace(self, call, output_shapes, tracer):
+        refused = refuse_channels_first(call, output_shapes, tracer)
+        return refused or [tracer.new(output_shapes[0][-1])]
+
+    def new_config(self, layer, config, masks):
+        config = dict(config)
+        config["filters"] = kept(masks.output, config["filters"])
+        return config
+
+
+class ConvTransposeHandler(_NewFiltersHandler):
     """`Conv{1,2,3}DTranspose`.
 
     MACs are counted once per *input* position: each input pixel is multiplied by
     the whole kernel once. Counting per output position over-counts by stride².
     """
 
-    zeroes_outputs = True
-
-    def trace(self, call, output_shapes, tracer):
-        reason = channels_first_reason(call)
-        if reason:
-            return tracer.opaque(call.inputs, output_shapes, reason)
-        return [tracer.new(output_shapes[0][-1])]
-
-    def new_config(self, layer, config, masks):
-        config = dict(config)
-        config["filters"] = kept(masks.output, config["filters"])
-        return config
+    output_axes = {"kernel": -2, "bias": 0}
+    wrapper = "ImportanceConv2DTranspose"
 
     def new_weights(self, layer, weights, masks):
         weights = dict(weights)
@@ -221,19 +207,8 @@ class ConvTransposeHandler(LayerHandler):
             weights["bias"] = keep(weights["bias"], masks.output, 0)
         return weights
 
-    def zero_weights(self, layer, weights, masks):
-        weights = dict(weights)
-        weights["kernel"] = zero(weights["kernel"], masks.output, -2)
-        if "bias" in weights:
-            weights["bias"] = zero(weights["bias"], masks.output, 0)
-        return weights
-
     def merge_inputs(self, layer, weights, merges):
         return {**weights, "kernel": fold_rows(weights["kernel"], merges, -1)}
-
-    def filters(self, layer, weights):
-        kernel = weights["kernel"]
-        return np.moveaxis(kernel, -2, 0).reshape(kernel.shape[-2], -1)
 
     def macs(self, layer, input_shapes, output_shapes):
         cin, cout = input_shapes[0][-1], output_shapes[0][-1]
@@ -245,12 +220,11 @@ class DepthwiseHandler(LayerHandler):
     """`DepthwiseConv{1,2}D`: input channel c owns outputs c*m .. c*m + m - 1."""
 
     zeroes_outputs = True
+    wrapper = "ImportanceDepthwiseConv2D"
 
     def trace(self, call, output_shapes, tracer):
-        reason = channels_first_reason(call)
-        if reason:
-            return tracer.opaque(call.inputs, output_shapes, reason)
-        return [np.repeat(call.input.ids, call.layer.depth_multiplier)]
+        refused = refuse_channels_first(call, output_shapes, tracer)
+        return refused or [np.repeat(call.input.ids, call.layer.depth_multiplier)]
 
     def new_weights(self, layer, weights, masks):
         weights = dict(weights)
@@ -259,14 +233,13 @@ class DepthwiseHandler(LayerHandler):
             weights["bias"] = keep(weights["bias"], masks.output, 0)
         return weights
 
-    def zero_weights(self, layer, weights, masks):
+    def scale_outputs(self, layer, weights, scale):
         weights = dict(weights)
-        if masks.output is not None and not masks.output.all():
-            kernel = np.array(weights["kernel"], copy=True)
-            kernel[..., ~masks.output.reshape(kernel.shape[-2:])] = 0
-            weights["kernel"] = kernel
+        kernel = weights["kernel"]
+        factor = np.reshape(scale, kernel.shape[-2:])
+        weights["kernel"] = (kernel * factor).astype(kernel.dtype)
         if "bias" in weights:
-            weights["bias"] = zero(weights["bias"], masks.output, 0)
+            weights["bias"] = scale_axis(weights["bias"], scale, 0)
         return weights
 
     def filters(self, layer, weights):
@@ -279,21 +252,11 @@ class DepthwiseHandler(LayerHandler):
         return spatial_size(output_shapes[0]) * window * output_shapes[0][-1]
 
 
-class SeparableHandler(LayerHandler):
+class SeparableHandler(_NewFiltersHandler):
     """`SeparableConv{1,2}D`: a depthwise step on the inputs, then a pointwise conv."""
 
-    zeroes_outputs = True
-
-    def trace(self, call, output_shapes, tracer):
-        reason = channels_first_reason(call)
-        if reason:
-            return tracer.opaque(call.inputs, output_shapes, reason)
-        return [tracer.new(output_shapes[0][-1])]
-
-    def new_config(self, layer, config, masks):
-        config = dict(config)
-        config["filters"] = kept(masks.output, config["filters"])
-        return config
+    output_axes = {"pointwise_kernel": -1, "bias": 0}
+    wrapper = "ImportanceSeparableConv2D"
 
     def new_weights(self, layer, weights, masks):
         weights = dict(weights)
@@ -305,19 +268,6 @@ class SeparableHandler(LayerHandler):
         if "bias" in weights:
             weights["bias"] = keep(weights["bias"], masks.output, 0)
         return weights
-
-    def zero_weights(self, layer, weights, masks):
-        weights = dict(weights)
-        weights["pointwise_kernel"] = zero(
-            weights["pointwise_kernel"], masks.output, -1
-        )
-        if "bias" in weights:
-            weights["bias"] = zero(weights["bias"], masks.output, 0)
-        return weights
-
-    def filters(self, layer, weights):
-        pointwise = weights["pointwise_kernel"]
-        return pointwise.reshape(-1, pointwise.shape[-1]).T
 
     def macs(self, layer, input_shapes, output_shapes):
         cin, cout = input_shapes[0][-1], output_shapes[0][-1]

@@ -19,6 +19,15 @@ PER_CHANNEL = ("importance", "mask", "previous_mask")
 
 
 class ImportanceHandler(LayerHandler):
+    def inner(self, layer):
+        return layer.layer
+
+    def multipliers(self, layer):
+        return layer.scale()
+
+    def can_scale(self, layer):
+        return False  # a wrapper is not wrapped again
+
     def trace(self, call, output_shapes, tracer):
         inner = call.layer.layer
         proxy = dataclasses.replace(call, layer=inner)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kprune.graph.tracer import channel_count
 from kprune.handlers.base import LayerHandler, keep, kept, nonzero_at_zero
+from kprune.keras_graph import channel_count
 
 
 def _is_channel_axis(axis: int, rank: int) -> bool:

@@ -13,6 +13,7 @@ from kprune.handlers.base import (
     keep,
     kept,
     nonzero_at_zero,
+    scale_axis,
     zero,
 )
 
@@ -79,11 +80,33 @@ class BatchNormHandler(ChannelwiseHandler):
     """
 
     zeroed = ("gamma", "beta", "moving_mean")
+    normalizes = True
+    wrapper = "ImportanceBatchNormalization"
 
     def unsupported(self, call):
         if not _last_axis(call.layer.axis, len(call.input.shape)):
             return f"'{call.name}' normalises axis {call.layer.axis}, not channels"
         return None
+
+    def scale_outputs(self, layer, weights, scale):
+        weights = dict(weights)
+        gamma = weights.get("gamma", np.ones(len(scale), "float32"))
+        weights["gamma"] = scale_axis(gamma, scale, 0)
+        if "beta" in weights:
+            weights["beta"] = scale_axis(weights["beta"], scale, 0)
+        return weights
+
+    def scalable_config(self, layer, config):
+        return {**config, "scale": True}  # a gamma to scale
+
+    def affine(self, layer, weights):
+        mean = weights["moving_mean"]
+        gain = weights.get("gamma", np.ones_like(mean))
+        scale = gain / np.sqrt(weights["moving_variance"] + layer.epsilon)
+        return scale, weights.get("beta", np.zeros_like(mean)) - mean * scale
+
+    def gain(self, layer, weights):
+        return weights.get("gamma", np.ones(layer.moving_mean.shape))
 
 
 class LayerNormHandler(ChannelwiseHandler):

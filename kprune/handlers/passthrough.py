@@ -21,6 +21,13 @@ class ActivationHandler(PassThroughHandler):
         return super().trace(call, output_shapes, tracer)
 
 
+class ReLUHandler(PassThroughHandler):
+    """`ReLU`: rectifies unless it has a negative slope or a threshold."""
+
+    def rectifies(self, layer):
+        return not layer.negative_slope and not layer.threshold
+
+
 class SoftmaxHandler(PassThroughHandler):
     """`Softmax` layer: frozen when it normalises over the channel axis."""
 

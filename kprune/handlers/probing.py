@@ -21,7 +21,7 @@ import weakref
 
 import numpy as np
 
-from kprune.graph import keras_graph
+from kprune import keras_graph
 from kprune.handlers.base import LayerHandler, Masks
 
 #: Probe inputs drawn per call, with one channel subset each.

@@ -56,13 +56,14 @@ def unregister_handler(layer_class: type | str) -> None:
 
 
 def get_handler(layer) -> LayerHandler:
-    """The handler for `layer`, found along its class hierarchy.
+    """The handler for `layer` (a layer, or a layer class), found along its
+    class hierarchy.
 
     A subclass of `Conv2D` gets the `Conv2D` handler. A layer with no registered
     class in its hierarchy gets a handler that freezes its channels, unless the
     layer holds no weights and probing proves it channel-wise.
     """
-    for cls in type(layer).__mro__:
+    for cls in (layer if isinstance(layer, type) else type(layer)).__mro__:
         handler = _HANDLERS.get(cls)
         if handler is None and "__module__" in vars(cls):
             handler = _HANDLERS.get(keras.saving.get_registered_name(cls))

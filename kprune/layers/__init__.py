@@ -7,14 +7,15 @@ back into the kernels. The classes:
   `ImportanceConv2DTranspose`, `ImportanceDepthwiseConv2D`,
   `ImportanceSeparableConv2D`: multipliers on the layer's output channels;
 * `ImportanceBatchNormalization`: multipliers after the BatchNorm that follows a
-  convolution, where the batch statistics cannot cancel them.
+  convolution, where the batch statistics cannot cancel them;
+* `ImportanceWrapper`: any other layer whose handler can scale its outputs
+  (see docs/custom-layers.md).
 """
 
 import keras
 
 from kprune.layers.base import ImportanceWrapper
 from kprune.layers.wrappers import (
-    WRAPPERS,
     ImportanceBatchNormalization,
     ImportanceConv2D,
     ImportanceConv2DTranspose,
@@ -25,7 +26,6 @@ from kprune.layers.wrappers import (
 )
 
 __all__ = [
-    "WRAPPERS",
     "ImportanceBatchNormalization",
     "ImportanceConv2D",
     "ImportanceConv2DTranspose",

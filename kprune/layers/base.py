@@ -4,14 +4,18 @@ The wrapper computes `activation(layer(x) * importance * mask)`, where `layer` i
 the wrapped layer with its activation moved out to the wrapper, so that the
 multiplier acts on the pre-activation and folds exactly into the kernel.
 
-Subclasses say how the multiplier folds into the wrapped layer's weights
-(`fold`), which is what `kprune.unwrap` does.
+How the multiplier folds into the wrapped layer's weights, which is what
+`kprune.unwrap` does, is the wrapped layer's handler's `scale_outputs`: any
+layer whose handler can scale its outputs can be wrapped.
 """
 
 from __future__ import annotations
 
 import keras
 import numpy as np
+
+from kprune.handlers import get_handler
+from kprune.handlers.base import weight_keys
 
 #: Length of the `pruning_state` vector every wrapper carries.
 STATE_SIZE = 4
@@ -59,7 +63,7 @@ class ImportanceWrapper(keras.layers.Wrapper):
 
     def build(self, input_shape=None):
         super().build(input_shape)
-        channels = int(self.layer.compute_output_shape(input_shape)[-1])
+        channels = int(self.compute_output_shape(input_shape)[-1])
         self.importance = self.add_weight(
             name="importance",
             shape=(channels,),
@@ -68,42 +72,37 @@ class ImportanceWrapper(keras.layers.Wrapper):
             constraint=self.importance_constraint,
             trainable=True,
         )
-        self.channel_mask = self.add_weight(
-            name="mask",
-            shape=(channels,),
-            initializer="ones",
-            trainable=False,
-        )
-        # Bookkeeping of kprune.PruningCallback (baseline metric, target, stopped
-        # flag, steps taken), kept with the masks so that a run restored from a
-        # checkpoint resumes its schedule.
-        self.pruning_state = self.add_weight(
-            name="pruning_state",
-            shape=(STATE_SIZE,),
-            initializer="zeros",
-            trainable=False,
-        )
-        # The mask before the callback's last step, which a tolerance breach
-        # undoes; a variable, so it survives a BackupAndRestore resume.
-        self.previous_mask = self.add_weight(
-            name="previous_mask",
-            shape=(channels,),
-            initializer="ones",
-            trainable=False,
-        )
+        # The mask (0 = pruned); the bookkeeping of kprune.PruningCallback
+        # (baseline metric, target, stopped flag, steps taken), kept with the
+        # masks so that a run restored from a checkpoint resumes its schedule;
+        # and the mask before the callback's last step, which a tolerance
+        # breach undoes (a variable, so it too survives a BackupAndRestore).
+        for attribute, name, size, start in (
+            ("channel_mask", "mask", channels, "ones"),
+            ("pruning_state", "pruning_state", STATE_SIZE, "zeros"),
+            ("previous_mask", "previous_mask", channels, "ones"),
+        ):
+            variable = self.add_weight(
+                name=name, shape=(size,), initializer=start, trainable=False
+            )
+            setattr(self, attribute, variable)
         self.built = True
 
-    def call(self, inputs):
-        # Same call signature as the wrapped layer, so graph nodes replay on
-        # either (wrap and unwrap swap one for the other).
-        return self.scaled(self.layer(inputs))
+    def call(self, inputs, **kwargs):
+        # Takes the wrapped layer's call arguments (a BatchNorm's `mask`), so
+        # graph nodes replay on either (wrap and unwrap swap one for the other).
+        # `training` reaches the wrapped layer through Keras' call context.
+        return self.scaled(self.layer(inputs, **kwargs))
 
     def scaled(self, outputs):
         scale = keras.ops.cast(self.importance * self.channel_mask, outputs.dtype)
         return self.activation(outputs * scale)
 
     def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+        # compute_output_spec traces the call for layers (often users' own)
+        # that do not implement compute_output_shape.
+        spec = keras.KerasTensor(input_shape, dtype=self.layer.compute_dtype)
+        return tuple(self.layer.compute_output_spec(spec).shape)
 
     def get_config(self):
         config = super().get_config()
@@ -141,25 +140,30 @@ class ImportanceWrapper(keras.layers.Wrapper):
         config["name"] = self.name
         if "activation" in config:
             config["activation"] = keras.activations.serialize(self.activation)
-        return config
+        return get_handler(self.layer).scalable_config(self.layer, config)
 
-    def plain_weights(self) -> list[np.ndarray]:
-        """The wrapped layer's weights with the multipliers folded in."""
-        names = [v.name for v in self.layer.weights]
-        weights = dict(zip(names, self.layer.get_weights()))
+    def plain_weights(self, keys: list[str] | None = None) -> list[np.ndarray]:
+        """The wrapped layer's weights with the multipliers folded in.
+
+        Args:
+            keys: the weight keys of the plain layer, in its order (see
+                `weight_keys`); by default the wrapped layer's own. They differ
+                when folding adds a weight (a BatchNorm without `gamma`).
+        """
+        own = weight_keys(self.layer)
+        weights = dict(zip(own, self.layer.get_weights()))
         folded = self.fold(weights, self.scale())
+        dtypes = {k: np.asarray(v).dtype for k, v in weights.items()}
         return [
-            np.asarray(folded[n], dtype=w.dtype)
-            for n, w in zip(names, self.layer.weights)
+            np.asarray(folded[k], dtype=dtypes.get(k, "float32")) for k in keys or own
         ]
 
     def fold(self, weights: dict, scale: np.ndarray) -> dict:
-        """Multiply each output channel's weights by `scale` (per subclass)."""
-        raise NotImplementedError
-
-
-def scale_axis(array: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
-    """`array` with its entries along `axis` multiplied by `scale`."""
-    shape = [1] * array.ndim
-    shape[axis] = -1
-    return array * scale.reshape(shape)
+        """Multiply each output channel of the wrapped layer by `scale`."""
+        folded = get_handler(self.layer).scale_outputs(self.layer, weights, scale)
+        if folded is None:
+            raise TypeError(
+                f"cannot fold multipliers into {type(self.layer).__name__} "
+                f"'{self.layer.name}': its handler does not scale outputs"
+            )
+        return folded

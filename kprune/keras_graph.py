@@ -6,16 +6,15 @@ by `KerasTensor`s. The public API gives `model.inputs`, `model.outputs` and
 module reads those (`_nodes_by_depth`, `Sequential._functional`, the classes of the
 `keras.ops` operations that can appear in a graph) and hands them to the rest of
 kprune as plain values. Each private access is wrapped in one small function, so a
-Keras upgrade that renames something breaks this file only.
+Keras upgrade that renames something breaks this file (or `kprune.opening`,
+which reads a layer's recorded call arguments) only.
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Callable, Iterable
 
 import keras
-import numpy as np
 from keras.src.activations import activations as _activations
 from keras.src.applications import convnext as _convnext
 from keras.src.applications import inception_resnet_v2 as _inception_resnet_v2
@@ -23,6 +22,8 @@ from keras.src.models.functional import Functional as _Functional
 from keras.src.ops import core as _ops_core
 from keras.src.ops import nn as _ops_nn
 from keras.src.ops import numpy as _ops_numpy
+
+from kprune.opening import forget, open_composite, opened
 
 
 def is_graph_model(obj: Any) -> bool:
@@ -131,7 +132,7 @@ def _walk_function(function, env, on_call, on_model, scope, should_open=None):
             return opened(operation)
         if should_open(operation):
             return open_composite(operation, node)
-        _OPENED.pop(operation, None)
+        forget(operation)
         return None
 
     _traverse(function, env, visit, enter, scope, expand)
@@ -259,109 +260,6 @@ def is_constant_array(value) -> bool:
     return len(getattr(value, "shape", ())) > 0
 
 
-_OPENED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def opened(layer) -> keras.Model | None:
-    """The model a walk opened `layer` into, if it did (see `open_composite`)."""
-    try:
-        return _OPENED.get(layer)
-    except TypeError:  # not weak-referenceable
-        return None
-
-
-def open_composite(layer, node) -> keras.Model | None:
-    """A functional model of what a layer holding other layers computes.
-
-    keras_hub and keras_cv build blocks as layers whose `call` runs sub-layers
-    (`InvertedResidualBlock`, `CrossStagePartial`). Calling that `call` on
-    symbolic inputs records the sub-layers' calls, so the block can be read, and
-    rebuilt, as a nested functional model with the block's name. It is only
-    done when the block's one tensor argument holds all its inputs and every
-    weight of the block is used by a recorded sub-layer; otherwise None.
-    The result is cached per layer (`opened`).
-    """
-    if layer in _OPENED:
-        return _OPENED[layer]
-    _OPENED[layer] = _inline(layer, node)
-    return _OPENED[layer]
-
-
-def _inline(layer, node) -> keras.Model | None:
-    args, kwargs = node.arguments.args, node.arguments.kwargs
-    if len(args) != 1 or not getattr(layer, "weights", None):
-        return None
-    flat = keras.tree.flatten(args[0])
-    tensors = list(node.input_tensors)
-    if not all(isinstance(t, keras.KerasTensor) for t in flat) or [
-        id(t) for t in flat
-    ] != [id(t) for t in tensors]:
-        return None
-    if any(isinstance(v, keras.KerasTensor) for v in keras.tree.flatten(kwargs)):
-        return None
-    # A block shared across feature-pyramid levels is called at several sizes:
-    # it is recorded with open spatial sizes (if it can be), others at their own.
-    shapes = {
-        tuple(tuple(t.shape) for t in other.input_tensors)
-        for other in getattr(layer, "_inbound_nodes", [])
-    }
-    for open_sizes in (True, False) if len(shapes) > 1 else (False,):
-
-        def new_input(t, name=None):
-            shape = _open_spatial(t.shape) if open_sizes else tuple(t.shape)
-            return keras.Input(batch_shape=shape, dtype=t.dtype, name=name)
-
-        if isinstance(args[0], dict):  # Keras wants dict inputs named by key
-            inputs = {key: new_input(t, key) for key, t in args[0].items()}
-        else:
-            inputs = keras.tree.map_structure(new_input, args[0])
-        try:
-            outputs = layer.call(inputs, **kwargs)
-            model = keras.Model(inputs, outputs, name=layer.name)
-        except Exception:  # noqa: BLE001 - a call that cannot be recorded
-            continue
-        if {id(v) for v in model.weights} == {
-            id(v) for v in layer.weights
-        } and _computes_alike(layer, model, args[0], kwargs):
-            return model
-    return None
-
-
-def _computes_alike(layer, model, structure, kwargs) -> bool:
-    """Run the block and its recorded model on one random input; same outputs?
-
-    A block whose `call` bakes a static shape into a reshape, or branches on
-    Python values, can record a graph that fails or differs when run.
-    """
-    rng = np.random.default_rng(0)
-    x = keras.tree.map_structure(
-        lambda t: rng.standard_normal(
-            (2,) + tuple(8 if d is None else d for d in t.shape[1:])
-        ).astype(t.dtype if "float" in str(t.dtype) else "float32"),
-        structure,
-    )
-    # Inference mode, so BatchNorm statistics of the user's block stay as they are.
-    flags = {"training": False} if "training" in kwargs else {}
-    try:
-        want = keras.tree.flatten(layer(x, **{**kwargs, **flags}))
-        got = keras.tree.flatten(model(x, **flags))
-    except Exception:  # noqa: BLE001 - it cannot even run: keep it closed
-        return False
-    if len(want) != len(got):
-        return False
-    for a, b in zip(want, got):
-        a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
-        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-4, atol=1e-5):
-            return False
-    return True
-
-
-def _open_spatial(shape) -> tuple:
-    """`(batch, H, W, C)` with every axis but the channels unknown."""
-    shape = tuple(shape)
-    return (None,) * (len(shape) - 1) + shape[-1:] if len(shape) > 2 else shape
-
-
 def _output_shapes(node, tensors, input_shapes) -> list[tuple]:
     """Output shapes of a node for the input shapes it really gets."""
     if all(tuple(kt.shape) == s for kt, s in zip(tensors, input_shapes)):
@@ -444,3 +342,10 @@ def convnext_layer_scale() -> type | None:
 def inception_resnet_scale() -> type | None:
     """InceptionResNetV2's `CustomScaleLayer` (`x + scale * y`), not exported."""
     return getattr(_inception_resnet_v2, "CustomScaleLayer", None)
+
+
+def channel_count(shape) -> int | None:
+    """Channels of a channels-last tensor shape, or None when there is no such axis."""
+    if shape is None or len(shape) < 2 or shape[-1] is None:
+        return None
+    return int(shape[-1])

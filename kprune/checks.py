@@ -1,0 +1,96 @@
+"""The argument checks every pruning entry point shares, with one wording.
+
+`plan`, `Staged`, `prune_to_tolerance` and `PruningCallback` take the same
+targets and steps; each checks them here, so a bad value gets the same message
+(naming the fix) wherever it is passed.
+"""
+
+from __future__ import annotations
+
+STEP_UNITS = ("ratio", "flops")
+MODES = ("auto", "max", "min")
+
+_MEANING = {
+    "ratio": "the share of channels to remove",
+    "flops": "the share of FLOPs to keep",
+    "tolerance": "the largest allowed drop of the metric",
+}
+
+
+def check_one_target(**targets) -> str:
+    """Exactly one of the keyword targets (`ratio=`, `flops=`, ...) is given;
+    returns its name."""
+    given = [name for name, value in targets.items() if value is not None]
+    if len(given) != 1:
+        options = " or ".join(f"{n}= ({_MEANING[n]})" for n in targets)
+        received = ", ".join(f"{n}={v}" for n, v in targets.items())
+        raise ValueError(f"give exactly one target: {options}. Received: {received}")
+    return given[0]
+
+
+def _fraction(low_open: bool, high_open: bool):
+    def inside(value) -> bool:
+        if not _number(value):
+            return False
+        above = value > 0 if low_open else value >= 0
+        below = value < 1 if high_open else value <= 1
+        return above and below
+
+    return inside
+
+
+#: Per setting: the test a value must pass, and the message when it fails.
+_RULES = {
+    "ratio": (
+        _fraction(False, True),
+        "ratio must be in [0, 1); got {value!r}. Use flops= to prune by a FLOPs "
+        "budget instead (ratio is the share of channels to remove).",
+    ),
+    "flops": (
+        _fraction(True, False),
+        "flops is the share of FLOPs to keep and must be in (0, 1]; got {value!r}",
+    ),
+    "step": (
+        _fraction(True, True),
+        "step must be in (0, 1); got {value!r}. It is the share pruned per round "
+        "(0.1 is a good start).",
+    ),
+    "tolerance": (
+        lambda v: _number(v) and v >= 0,
+        "tolerance must be >= 0; got {value!r}. It is the largest allowed drop of "
+        "the metric (0.01 is one point of accuracy).",
+    ),
+    "by": (
+        lambda v: v in STEP_UNITS,
+        f"by must be one of {STEP_UNITS}; got {{value!r}}",
+    ),
+    "mode": (
+        lambda v: v in MODES,
+        f"mode must be one of {MODES}; got {{value!r}}. 'max' when higher is "
+        "better (accuracy), 'min' when lower is (a loss).",
+    ),
+    "max_rounds": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "max_rounds must be >= 1 (an int); got {value!r}",
+    ),
+}
+
+
+def check_settings(**given) -> None:
+    """Check targets and steps by name (`ratio=`, `flops=`, `step=`,
+    `tolerance=`, `by=`, `mode=`, `max_rounds=`); None means not given.
+
+    Raises:
+        ValueError: naming the argument, its allowed range and what it means.
+        TypeError: for a name this function does not check.
+    """
+    for name, value in given.items():
+        if name not in _RULES:
+            raise TypeError(f"check_settings does not know {name!r}")
+        valid, message = _RULES[name]
+        if value is not None and not valid(value):
+            raise ValueError(message.format(value=value))
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,225 @@
+"""The one pruning round loop, the tolerance rule, and the checks they share.
+
+A round is: plan a step on the current model, shrink, fine-tune, evaluate,
+record. `Staged.run` runs its rounds through `run_rounds` and accepts every
+one; `prune_to_tolerance` runs the same loop with a `ToleranceRule`, which
+rejects a round whose metric drops too far, halves the step and retries.
+`PruningCallback` masks instead of shrinking, inside `fit`, but judges each
+step with the same `ToleranceRule`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+
+from kprune.checks import check_settings
+from kprune.profile import profile
+from kprune.report import PruningReport, Round
+from kprune.surgery import shrink
+from kprune.training import evaluate, fine_tune
+
+
+# ----------------------------------------------------------- tolerance rule
+class ToleranceRule:
+    """How far a metric may fall from its baseline.
+
+    Args:
+        tolerance: the largest allowed drop (a rise, for a metric to minimise);
+            absolute, or a share of the baseline with `relative=True`.
+        relative: see `tolerance`.
+        mode: `"max"` when higher is better (accuracy), `"min"` when lower is
+            better (a loss), or `"auto"`, which, like Keras' `EarlyStopping`,
+            takes `"min"` for a loss and the direction a compiled Keras metric
+            declares, and otherwise asks for `mode=`.
+    """
+
+    def __init__(self, tolerance: float, relative: bool = False, mode: str = "auto"):
+        check_settings(tolerance=tolerance, mode=mode)
+        self.tolerance, self.relative, self.mode = tolerance, relative, mode
+        self.name: str | None = None
+        self.baseline: float | None = None
+        self.higher_is_better: bool | None = None
+
+    def start(self, name: str, baseline: float, model: keras.Model | None = None):
+        """Fix the baseline of the metric `name` (and its direction)."""
+        self.name, self.baseline = name, float(baseline)
+        self.higher_is_better = _direction(self.mode, name, model)
+        return self
+
+    @property
+    def limit(self) -> float:
+        """The largest drop allowed."""
+        scale = abs(self.baseline) if self.relative else 1.0
+        return self.tolerance * scale
+
+    def drop(self, value: float) -> float:
+        """How much worse `value` is than the baseline (positive = worse)."""
+        worse = self.baseline - value
+        return worse if self.higher_is_better else -worse
+
+    def holds(self, value: float) -> bool:
+        """True while `value` is within the tolerance of the baseline."""
+        return self.drop(value) <= self.limit + 1e-9
+
+
+def _direction(mode: str, name: str, model) -> bool:
+    """True when higher values of the metric are better."""
+    if mode != "auto":
+        return mode == "max"
+    bare = name.removeprefix("val_")
+    if bare == "loss":
+        return False
+    for metric in _compiled_metrics(model):
+        if metric.name == bare and getattr(metric, "_direction", None) in (
+            "up",
+            "down",
+        ):
+            return metric._direction == "up"
+    raise ValueError(
+        f"cannot tell whether the metric {name!r} should be maximised or "
+        "minimised: pass mode='max' (higher is better, as for accuracy) or "
+        "mode='min' (lower is better, as for a loss)"
+    )
+
+
+def _compiled_metrics(model) -> list:
+    found = []
+    for metric in getattr(model, "metrics", None) or []:
+        found.extend(getattr(metric, "metrics", None) or [metric])
+    return found
+
+
+# ------------------------------------------------------------------- loop
+@dataclass
+class RoundSettings:
+    """How each round fine-tunes and measures the pruned model."""
+
+    train_data: object = None
+    val_data: object = None
+    epochs: int = 1
+    learning_rate: float | None = None
+    fine_tune: Callable | None = None
+    metric: object = None
+    verbose: int = 1
+
+
+def baseline_report(model, settings: RoundSettings):
+    """The profile of `model`, its metric, and a report holding round 0."""
+    base = profile(model)
+    measured = evaluate(model, settings.metric, settings.val_data)
+    name, value = measured if measured else ("metric", None)
+    report = PruningReport(metric_name=name)
+    report.rounds.append(Round(0, "-", 0.0, base.params, base.macs, 1.0, value))
+    return base, report
+
+
+def run_rounds(
+    model: keras.Model,
+    schedule,
+    settings: RoundSettings,
+    step: float,
+    max_rounds: int,
+    rule: ToleranceRule | None = None,
+    min_step: float = 0.0,
+) -> tuple[keras.Model, PruningReport]:
+    """Plan, shrink, fine-tune and evaluate, round after round.
+
+    Args:
+        model: the starting model (not modified: `shrink` copies).
+        schedule: a `kprune.Staged`; `schedule.plan_step(model, k, step, data)`
+            plans the `k`-th accepted round.
+        settings: fine-tuning and evaluation of every round.
+        step: the share pruned per round.
+        max_rounds: rounds tried at most, accepted or not.
+        rule: None accepts every round. Otherwise a started `ToleranceRule`:
+            a round outside it is rejected, the step halves, and the loop
+            stops once the step is below `min_step`.
+        min_step: see `rule`.
+
+    Returns:
+        `(last accepted model, report)`.
+    """
+    base, report = baseline_report(model, settings)
+    if rule is not None:
+        rule.start(report.metric_name, report.rounds[0].metric, model)
+        if settings.verbose:
+            print(
+                f"baseline {rule.name} {rule.baseline:.4f}; tolerance {rule.limit:.4f}",
+                flush=True,
+            )
+    current, accepted = model, 0
+    rejected: set = set()  # cuts rejected since the last accepted round
+    for index in range(max_rounds):
+        found = _next_plan(
+            schedule, current, accepted, step, min_step, rejected, settings
+        )
+        if found is None:
+            break
+        plan, step = found
+        if plan.channels_after == plan.channels_before:
+            report.rounds[-1].note = "nothing left to prune"
+            break
+        candidate = fine_tune(
+            shrink(current, plan),
+            settings.fine_tune,
+            settings.train_data,
+            settings.epochs,
+            learning_rate=settings.learning_rate,
+        )
+        record = _record(index + 1, plan, step, candidate, base, settings, rule)
+        report.rounds.append(record)
+        if settings.verbose:
+            print(_line(record, report.metric_name, rule), flush=True)
+        if record.accepted:
+            current, accepted = candidate, accepted + 1
+            rejected.clear()
+        else:
+            rejected.add(_cut(plan))
+            step /= 2
+    return current, report
+
+
+def _next_plan(schedule, model, accepted, step, min_step, rejected, settings):
+    """`(plan, step)` of the next round, or None once the step is too small.
+
+    A smaller step that rounds to a cut already rejected is halved again rather
+    than fine-tuning the same model twice.
+    """
+    while step >= min_step:
+        plan = schedule.plan_step(model, accepted, step=step, data=settings.train_data)
+        if _cut(plan) not in rejected:
+            return plan, step
+        step /= 2
+    return None
+
+
+def _record(number, plan, step, model, base, settings, rule) -> Round:
+    measured = evaluate(model, settings.metric, settings.val_data)
+    value = measured[1] if measured else None
+    prof = profile(model)
+    ok = rule is None or rule.holds(value)
+    note = "" if ok else f"drop {rule.drop(value):.4f} > {rule.limit:.4f}; step halved"
+    ratio = prof.macs / base.macs if base.macs else 1.0
+    return Round(
+        number, plan.criterion, step, prof.params, prof.macs, ratio, value, ok, note
+    )
+
+
+def _line(record: Round, name: str, rule) -> str:
+    metric = "" if record.metric is None else f", {name} {record.metric:.4f}"
+    verdict = ""
+    if rule is not None:
+        verdict = " (accepted)" if record.accepted else " (rejected)"
+    return (
+        f"round {record.round} ({record.criterion}, step {record.step:.3f}): "
+        f"{record.params:,} params, FLOPs kept {record.flops_ratio:.3f}"
+        f"{metric}{verdict}"
+    )
+
+
+def _cut(plan) -> tuple:
+    """What a plan removes, as a hashable value."""
+    return tuple(sorted((name, d.keep) for name, d in plan.groups.items()))

@@ -14,7 +14,7 @@ import numpy as np
 from kprune import folding
 from kprune.graph import ChannelGraph
 from kprune.graph import graph as build_graph
-from kprune.handlers import get_handler
+from kprune.handlers import Masks, get_handler
 from kprune.handlers.base import weight_keys
 from kprune.layers import is_wrapped
 from kprune.masks import masks_plan
@@ -134,9 +134,33 @@ def _keep_units(g: ChannelGraph, plan) -> np.ndarray:
     return plan.keep_units(g)
 
 
+def layer_masks(g: ChannelGraph, keep_units: np.ndarray) -> dict[int, Masks]:
+    """Keep-masks of each layer's first call, keyed by `id(layer)`."""
+    result = {}
+    for call in g.calls:
+        if id(call.layer) not in result:
+            result[id(call.layer)] = call_masks(g, call, keep_units)
+    return result
+
+
+def call_masks(g: ChannelGraph, call, keep_units: np.ndarray) -> Masks:
+    """Keep-masks of one call's inputs and outputs."""
+
+    def mask(info):
+        units = g.units_of(info)
+        return None if units is None else keep_units[units]
+
+    return Masks(
+        [mask(i) for i in call.inputs],
+        [mask(o) for o in call.outputs],
+        [i.shape for i in call.inputs],
+        [o.shape for o in call.outputs],
+    )
+
+
 def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, plan):
     check_rebuildable(g.layers())
-    masks = g.masks(keep)
+    masks = layer_masks(g, keep)
     merges = compensation_merges(g, plan)
     constants = {}
     if slice_channels:
@@ -145,8 +169,8 @@ def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, 
             zeroed = _rebuild(model, g, keep, slice_channels=False, plan=plan)
             constants = folding.constant_inputs(zeroed, g, sinks)
     nested = {
-        key: [None if m is None else int(m.sum()) for m in value]
-        for key, value in g.nested_input_masks(keep).items()
+        key: [None if u is None else int(keep[u].sum()) for u in map(g.units_of, v)]
+        for key, v in g.nested_inputs().items()
     }
 
     def make_layer(layer):

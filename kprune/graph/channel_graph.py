@@ -23,7 +23,7 @@ from kprune.graph.tracer import (
     input_shapes_for,
     trace,
 )
-from kprune.handlers import Masks, get_handler
+from kprune.handlers import get_handler
 from kprune.handlers.registry import has_handler
 
 
@@ -233,32 +233,9 @@ class ChannelGraph:
         """Unit id of each channel of a traced tensor."""
         return None if info.ids is None else self._unit_of[info.ids]
 
-    def masks(self, keep_units: np.ndarray) -> dict[int, Masks]:
-        """Keep-masks of each layer's first call, keyed by `id(layer)`."""
-        result = {}
-        for call in self.calls:
-            if id(call.layer) not in result:
-                result[id(call.layer)] = self.call_masks(call, keep_units)
-        return result
-
-    def call_masks(self, call: Call, keep_units: np.ndarray) -> Masks:
-        def mask(info):
-            units = self.units_of(info)
-            return None if units is None else keep_units[units]
-
-        return Masks(
-            [mask(i) for i in call.inputs],
-            [mask(o) for o in call.outputs],
-            [i.shape for i in call.inputs],
-            [o.shape for o in call.outputs],
-        )
-
-    def nested_input_masks(self, keep_units: np.ndarray) -> dict[int, list]:
-        """Keep-masks of the inputs of each nested model, keyed by `id(model)`."""
-        return {
-            key: [None if u is None else keep_units[u] for u in map(self.units_of, v)]
-            for key, v in self._nested_inputs.items()
-        }
+    def nested_inputs(self) -> dict[int, list[TensorInfo]]:
+        """The traced inputs of each nested model, keyed by `id(model)`."""
+        return dict(self._nested_inputs)
 
     def __repr__(self) -> str:
         return (

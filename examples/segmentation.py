@@ -27,32 +27,6 @@ import kprune  # noqa: E402
 TILE = 64
 
 
-def crops(image, labels, n, rng):
-    """`n` random TILE x TILE crops with random flips and 90-degree rotations."""
-    h, w = image.shape
-    xs, ys = [], []
-    for _ in range(n):
-        r, c = rng.integers(0, h - TILE + 1), rng.integers(0, w - TILE + 1)
-        x, y = image[r : r + TILE, c : c + TILE], labels[r : r + TILE, c : c + TILE]
-        k = rng.integers(0, 4)
-        x, y = np.rot90(x, k), np.rot90(y, k)
-        if rng.random() < 0.5:
-            x, y = x[:, ::-1], y[:, ::-1]
-        xs.append(x)
-        ys.append(y)
-    return np.stack(xs)[..., None].astype("float32"), np.stack(ys).astype("int64")
-
-
-def tiles(image, labels):
-    """Non-overlapping TILE x TILE tiles."""
-    xs, ys = [], []
-    for r in range(0, image.shape[0] - TILE + 1, TILE):
-        for c in range(0, image.shape[1] - TILE + 1, TILE):
-            xs.append(image[r : r + TILE, c : c + TILE])
-            ys.append(labels[r : r + TILE, c : c + TILE])
-    return np.stack(xs)[..., None].astype("float32"), np.stack(ys).astype("int64")
-
-
 def foreground_iou(model, x, y) -> float:
     pred = model.predict(x, verbose=0).argmax(-1)
     inter = np.logical_and(pred == 1, y == 1).sum()
@@ -81,13 +55,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
 
-    image, mask = kprune.datasets.nuclei()
-    labels = (mask > 0).astype("int64")
-    split = image.shape[1] * 3 // 4
-    x_train, y_train = crops(image[:, :split], labels[:, :split], args.crops, rng)
-    x_held, y_held = tiles(image[:, split:], labels[:, split:])
+    (x_train, y_train), (x_held, y_held) = kprune.datasets.nuclei_tiles(
+        crops=args.crops, tile=TILE, seed=0
+    )
     x_val, y_val, x_test, y_test = x_held[::2], y_held[::2], x_held[1::2], y_held[1::2]
     print(
         f"nuclei: {len(x_train)} training crops, {len(x_val)} validation and "

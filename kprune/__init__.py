@@ -27,6 +27,7 @@ from kprune.planner import plan as plan
 from kprune.plans import PruningPlan
 from kprune.profile import Profile
 from kprune.profile import profile as profile
+from kprune.recalibration import recalibrate
 from kprune.report import PruningReport
 from kprune.staged import Staged
 from kprune.surgery import prune, shrink, zero_pruned
@@ -64,6 +65,7 @@ __all__ = [
     "profile",
     "prune",
     "prune_to_tolerance",
+    "recalibrate",
     "register_criterion",
     "register_handler",
     "shrink",

@@ -13,6 +13,7 @@ in the wrappers' `pruning_state` variables, so a run restored from a checkpoint
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -179,6 +180,7 @@ class PruningCallback(keras.callbacks.Callback):
                 "compile and fit"
             )
         self._graph = build_graph(model)
+        self._initial = [np.array(w.importance) for w in self._wrappers]
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -213,6 +215,7 @@ class PruningCallback(keras.callbacks.Callback):
         target = min(max(target, 0.0), 0.99)
         if target <= 0.0:
             return
+        self._warn_if_untrained()
         goal = {"ratio": target} if self.flops is None else {"flops": 1.0 - target}
         plan = make_plan(
             self.model,
@@ -232,6 +235,24 @@ class PruningCallback(keras.callbacks.Callback):
                 f"{plan.channels_after}/{plan.channels_before} channels, FLOPs "
                 f"{plan.flops_ratio:.3f}",
                 flush=True,
+            )
+
+    def _warn_if_untrained(self) -> None:
+        """Warn once when masking by multipliers that have not moved yet."""
+        if self.criterion != "importance" or getattr(self, "_warned", False):
+            return
+        moved = max(
+            float(np.abs(np.asarray(w.importance) - start).max())
+            for w, start in zip(self._wrappers, self._initial)
+        )
+        if moved < 1e-3:
+            self._warned = True
+            warnings.warn(
+                "PruningCallback masks by the importance multipliers, which have "
+                f"not trained yet (they moved by at most {moved:.1e}): the choice "
+                "is arbitrary. Start later (start_epoch=, or a polynomial "
+                "schedule), train with a regularizer first, or pass criterion='l1'.",
+                stacklevel=3,
             )
 
     def _tolerance_step(self, epoch, logs) -> None:

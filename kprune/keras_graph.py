@@ -349,3 +349,9 @@ def channel_count(shape) -> int | None:
     if shape is None or len(shape) < 2 or shape[-1] is None:
         return None
     return int(shape[-1])
+
+
+def all_layers(model) -> list:
+    """Every layer inside `model`, recursively (nested models, wrapped layers,
+    the sub-layers of composite blocks)."""
+    return list(model._flatten_layers(include_self=False, recursive=True))

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import keras
+import numpy as np
 
 from kprune.checks import check_settings
+from kprune.data import first_inputs
 from kprune.profile import profile
+from kprune.recalibration import recalibrate
 from kprune.report import PruningReport, Round
 from kprune.surgery import shrink
 from kprune.training import evaluate, fine_tune
@@ -95,7 +98,11 @@ def _compiled_metrics(model) -> list:
 # ------------------------------------------------------------------- loop
 @dataclass
 class RoundSettings:
-    """How each round fine-tunes and measures the pruned model."""
+    """How each round fine-tunes and measures the pruned model.
+
+    `recalibrate`: re-estimate BatchNorm statistics on `train_data` right
+    after each shrink, before fine-tuning (see `kprune.recalibrate`).
+    """
 
     train_data: object = None
     val_data: object = None
@@ -104,6 +111,7 @@ class RoundSettings:
     fine_tune: Callable | None = None
     metric: object = None
     verbose: int = 1
+    recalibrate: bool = True
 
 
 def baseline_report(model, settings: RoundSettings):
@@ -134,9 +142,10 @@ def run_rounds(
         settings: fine-tuning and evaluation of every round.
         step: the share pruned per round.
         max_rounds: rounds tried at most, accepted or not.
-        rule: None accepts every round. Otherwise a started `ToleranceRule`:
-            a round outside it is rejected, the step halves, and the loop
-            stops once the step is below `min_step`.
+        rule: None accepts every round. Otherwise a `ToleranceRule`: a round
+            outside it, or whose model has collapsed to a constant prediction
+            on the validation data (see `degenerate`), is rejected, the step
+            halves, and the loop stops once the step is below `min_step`.
         min_step: see `rule`.
 
     Returns:
@@ -150,6 +159,9 @@ def run_rounds(
                 f"baseline {rule.name} {rule.baseline:.4f}; tolerance {rule.limit:.4f}",
                 flush=True,
             )
+    # Collapse guard: a round whose model predicts one thing for every input
+    # is rejected, unless the unpruned model already did on this data.
+    guard = rule is not None and not degenerate(model, settings.val_data)
     current, accepted = model, 0
     rejected: set = set()  # cuts rejected since the last accepted round
     for index in range(max_rounds):
@@ -162,14 +174,18 @@ def run_rounds(
         if plan.channels_after == plan.channels_before:
             report.rounds[-1].note = "nothing left to prune"
             break
+        candidate = shrink(current, plan)
+        if settings.recalibrate and settings.train_data is not None:
+            recalibrate(candidate, settings.train_data)
         candidate = fine_tune(
-            shrink(current, plan),
+            candidate,
             settings.fine_tune,
             settings.train_data,
             settings.epochs,
             learning_rate=settings.learning_rate,
+            round_index=index,
         )
-        record = _record(index + 1, plan, step, candidate, base, settings, rule)
+        record = _record(index + 1, plan, step, candidate, base, settings, rule, guard)
         report.rounds.append(record)
         if settings.verbose:
             print(_line(record, report.metric_name, rule), flush=True)
@@ -196,16 +212,49 @@ def _next_plan(schedule, model, accepted, step, min_step, rejected, settings):
     return None
 
 
-def _record(number, plan, step, model, base, settings, rule) -> Round:
+def _record(number, plan, step, model, base, settings, rule, guard) -> Round:
     measured = evaluate(model, settings.metric, settings.val_data)
     value = measured[1] if measured else None
     prof = profile(model)
     ok = rule is None or rule.holds(value)
     note = "" if ok else f"drop {rule.drop(value):.4f} > {rule.limit:.4f}; step halved"
+    if guard and ok and degenerate(model, settings.val_data):
+        ok, note = False, "constant prediction on val_data (collapsed); step halved"
     ratio = prof.macs / base.macs if base.macs else 1.0
     return Round(
         number, plan.criterion, step, prof.params, prof.macs, ratio, value, ok, note
     )
+
+
+def degenerate(model, data, samples: int = 32) -> bool:
+    """True when `model` predicts the same thing for every input of `data`: one
+    class everywhere (argmax over several channels; one side of 0, or of 0.5
+    for values in [0, 1], for one channel), or a constant output.
+
+    A model pruned too far can collapse this way (every pixel background)
+    while a metric such as pixel accuracy still looks acceptable; the
+    tolerance loop rejects such a round. Without `data`, False.
+    """
+    if data is None:
+        return False
+    inputs = first_inputs(data, samples, "val_data")
+    if not inputs:
+        return False
+    batch = [np.concatenate(parts) for parts in zip(*inputs)]
+    outputs = model(batch if len(batch) > 1 else batch[0], training=False)
+    for y in keras.tree.flatten(outputs):
+        y = np.asarray(keras.ops.convert_to_numpy(y), dtype=np.float64)
+        if y.ndim < 2:
+            continue
+        if np.ptp(y) <= 1e-6 * max(np.abs(y).max(), 1e-12):
+            return True
+        if y.shape[-1] > 1:
+            labels = y.argmax(-1)
+        else:
+            labels = y > (0.5 if y.min() >= 0 and y.max() <= 1 else 0.0)
+        if np.all(labels == labels.flat[0]):
+            return True
+    return False
 
 
 def _line(record: Round, name: str, rule) -> str:

@@ -38,10 +38,15 @@ class Staged:
         stages: `(criterion, rounds)` pairs, run in order. Criteria are names or
             callables, as for `kprune.plan`.
         step: share pruned per round: of the current channels (`by="ratio"`) or
-            of the current FLOPs (`by="flops"`).
-        by: `"ratio"` or `"flops"`.
-        fine_tune: `f(model) -> model or None` to train between rounds; by
-            default `model.fit(train_data, epochs=epochs)`.
+            of the current FLOPs (`by="flops"`); default 0.1.
+        by: `"ratio"` (default) or `"flops"`.
+        ratio: instead of `step`, the share of channels to remove over all
+            rounds; each round removes `1 - (1 - ratio) ** (1 / rounds)`.
+        flops: instead of `step`, the share of FLOPs to keep after all rounds;
+            each round keeps `flops ** (1 / rounds)` of the current FLOPs.
+        fine_tune: `f(model) -> model or None`, or `f(model, round_index)`,
+            to train between rounds; by default `model.fit(train_data,
+            epochs=epochs)`.
         metric: callable `f(model) -> float`, or the name of a compiled metric.
         **plan_options: `kprune.plan` keywords for every round (`scope`,
             `round_to`, `min_channels`, ...) and criterion options, each
@@ -56,10 +61,13 @@ class Staged:
     def __init__(
         self,
         stages: Sequence[tuple] = DEFAULT_STAGES,
-        step: float = 0.1,
-        by: str = "ratio",
+        step: float | None = None,
+        by: str | None = None,
         fine_tune: Callable | None = None,
         metric=None,
+        *,
+        ratio: float | None = None,
+        flops: float | None = None,
         **plan_options,
     ):
         stages = [tuple(s) for s in stages]
@@ -71,7 +79,7 @@ class Staged:
                     f"each stage is (criterion, rounds) with rounds >= 1; got {stage!r}"
                 )
             get_criterion(stage[0])  # fail now on an unknown name
-        check_settings(step=step, by=by)
+        step, by = _spread(step, by, ratio, flops, sum(r for _, r in stages))
         for key in SCHEDULE_SETS:
             if key in plan_options:
                 raise ValueError(
@@ -79,6 +87,7 @@ class Staged:
                 )
         check_options(Staged, plan_options, [c for c, _ in stages], sets=SCHEDULE_SETS)
         self.stages = stages
+        self.ratio, self.flops = ratio, flops
         self.step = step
         self.by = by
         self.fine_tune = fine_tune
@@ -122,6 +131,7 @@ class Staged:
         epochs: int = 1,
         verbose: int = 1,
         learning_rate: float | None = None,
+        recalibrate: bool = True,
     ) -> tuple[keras.Model, PruningReport]:
         """Run every round. `model` is not modified.
 
@@ -135,6 +145,8 @@ class Staged:
             verbose: 1 prints one line per round.
             learning_rate: learning rate for fine-tuning (default: the compiled
                 one).
+            recalibrate: re-estimate BatchNorm statistics on a few batches of
+                `train_data` right after each shrink (see `kprune.recalibrate`).
 
         Returns:
             `(pruned_model, report)`; the report lists every round's criterion,
@@ -146,7 +158,30 @@ class Staged:
             epochs=epochs,
             learning_rate=learning_rate,
             fine_tune=self.fine_tune,
+            recalibrate=recalibrate,
             metric=self.metric,
             verbose=verbose,
         )
         return run_rounds(model, self, settings, self.step, self.total_rounds)
+
+
+def _spread(step, by, ratio, flops, rounds: int) -> tuple[float, str]:
+    """`(step, by)`: as given, or an overall target spread evenly over `rounds`."""
+    check_settings(step=step, by=by, ratio=ratio, flops=flops)
+    if ratio is None and flops is None:
+        return (0.1 if step is None else step), (by or "ratio")
+    if step is not None or (ratio is not None and flops is not None):
+        raise ValueError(
+            "give the schedule either step= (per round) or one overall target, "
+            f"ratio= or flops=. Received: step={step}, ratio={ratio}, flops={flops}"
+        )
+    unit = "ratio" if ratio is not None else "flops"
+    if by is not None and by != unit:
+        raise ValueError(f"{unit}= prunes by {unit!r}; leave by= out or set it so")
+    kept = 1.0 - ratio if ratio is not None else flops
+    step = 1.0 - kept ** (1.0 / rounds)
+    if not 0 < step < 1:
+        raise ValueError(
+            f"{unit}={ratio if ratio is not None else flops} leaves nothing to prune"
+        )
+    return step, unit

@@ -43,6 +43,7 @@ def prune_to_tolerance(
     mode: str = "auto",
     fine_tune_fn: Callable | None = None,
     verbose: int = 1,
+    recalibrate: bool = True,
     **plan_options,
 ) -> tuple[keras.Model, PruningReport]:
     """Prune as far as the validation metric allows.
@@ -77,6 +78,8 @@ def prune_to_tolerance(
         fine_tune_fn: `f(model) -> model or None` replacing `model.fit`;
             default the `Staged` schedule's `fine_tune`.
         verbose: 1 prints one line per round.
+        recalibrate: re-estimate BatchNorm statistics on a few batches of
+            `train_data` right after each shrink (see `kprune.recalibrate`).
         **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ...,
             and the criterion's options). With a `Staged` criterion, give
             them to the `Staged` instead.
@@ -113,6 +116,7 @@ def prune_to_tolerance(
         epochs=fine_tune_epochs,
         learning_rate=learning_rate,
         fine_tune=fine_tune_fn,
+        recalibrate=recalibrate,
         metric=metric,
         verbose=verbose,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import keras
@@ -30,24 +31,29 @@ def fine_tune(
     epochs: int = 1,
     verbose: int = 0,
     learning_rate: float | None = None,
+    round_index: int | None = None,
 ) -> keras.Model:
     """Train `model` a little after a pruning step.
 
     Args:
         model: the pruned model.
         fine_tune: `f(model) -> model or None`, your own training; it wins.
+            One that takes two arguments, `f(model, round_index)`, also gets
+            the 0-based index of the round.
         train_data: `(x, y)` or a `tf.data.Dataset` for `model.fit`.
         epochs: epochs of `model.fit` (0 skips training).
         verbose: passed to `model.fit`.
         learning_rate: learning rate of the (fresh) optimizer for `model.fit`;
             by default the one the model was compiled with. Fine-tuning a
             pruned model usually wants a smaller one than training did.
+        round_index: the pruning round, passed to a two-argument `fine_tune`.
 
     Returns:
         The fine-tuned model (the same object unless `fine_tune` returned another).
     """
     if fine_tune is not None:
-        result = fine_tune(model)
+        takes_round = round_index is not None and _positional_count(fine_tune) >= 2
+        result = fine_tune(model, round_index) if takes_round else fine_tune(model)
         return model if result is None else result
     if train_data is None or epochs <= 0:
         return model
@@ -89,3 +95,17 @@ def evaluate(
             "compile the model with it or pass a callable"
         )
     return metric, float(results[metric])
+
+
+def _positional_count(fn) -> int:
+    """How many positional arguments `fn` requires (0 when it cannot be told).
+
+    A parameter with a default does not count: `f(model, epochs=3)` is not
+    handed the round index as `epochs`.
+    """
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature
+        return 0
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds and p.default is p.empty for p in parameters)

@@ -23,10 +23,11 @@ def unet(
     depth: int = 4,
     classes: int = 2,
     name: str = "unet",
+    activation: str | None = "auto",
 ) -> keras.Model:
     """A U-Net: `depth` levels of two conv-BN-ReLU blocks, halving the size and
     doubling the filters (from `base`); a bottleneck; Conv2DTranspose up-sampling
-    with concatenated skips; a 1x1 softmax over `classes`.
+    with concatenated skips; a 1x1 head over `classes` (softmax, or one logit).
 
     Args:
         input_shape: `(H, W, C)`, with H and W divisible by `2 ** depth`.
@@ -34,6 +35,8 @@ def unet(
         depth: levels (poolings).
         classes: output channels.
         name: model name.
+        activation: of the 1x1 head; `"auto"` is softmax over 2 or more
+            classes and none (one logit, for a sigmoid loss) for 1 class.
     """
     if any(d % 2**depth for d in input_shape[:2]):
         raise ValueError(
@@ -55,5 +58,7 @@ def unet(
         x = layers.Concatenate(name=f"up{level}_cat")([x, skips[level]])
         x = conv_bn_relu(x, base * 2**level, name=f"up{level}_a")
         x = conv_bn_relu(x, base * 2**level, name=f"up{level}_b")
-    outputs = layers.Conv2D(classes, 1, activation="softmax", name="mask")(x)
+    if activation == "auto":
+        activation = "softmax" if classes > 1 else None
+    outputs = layers.Conv2D(classes, 1, activation=activation, name="mask")(x)
     return keras.Model(inputs, outputs, name=name)

@@ -1,6 +1,7 @@
 """PruningCallback: masks during fit, logs, schedules, tolerance, resuming."""
 
 import csv
+import warnings
 
 import keras
 import numpy as np
@@ -80,13 +81,14 @@ def test_figures_reach_history_and_csv_logger(tmp_path):
 def test_masked_channels_stay_zero_through_training():
     train, _ = small_data()
     model = wrapped_cnn(regularizer=1e-3)
-    model.fit(
-        *train,
-        epochs=2,
-        batch_size=64,
-        verbose=0,
-        callbacks=[kprune.PruningCallback(ratio=0.5, schedule="constant")],
-    )
+    with pytest.warns(UserWarning, match="have not trained yet"):  # epoch 0
+        model.fit(
+            *train,
+            epochs=2,
+            batch_size=64,
+            verbose=0,
+            callbacks=[kprune.PruningCallback(ratio=0.5, schedule="constant")],
+        )
     bn = [w for w in kprune.layers.wrapped_layers(model)][0]
     mask = np.asarray(bn.channel_mask)
     assert 0 < mask.sum() < len(mask)
@@ -360,3 +362,28 @@ def test_a_rollback_after_a_resume_undoes_the_last_step(tmp_path):
     # The drop seen at epoch 3 undoes the step taken at epoch 2, before the resume.
     assert resumed.history["pruning_target"] == pytest.approx([0.2, 0.2, 0.2])
     assert resumed.history["pruning_kept_channels"][-1] == pytest.approx(0.8, abs=0.02)
+
+
+def test_masking_by_untrained_multipliers_warns():
+    train, _ = small_data()
+    model = wrapped_cnn()
+    with pytest.warns(UserWarning, match="have not trained yet"):
+        model.fit(
+            *train,
+            epochs=1,
+            batch_size=64,
+            verbose=0,
+            callbacks=[kprune.PruningCallback(ratio=0.3, schedule="constant")],
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wrapped_cnn().fit(
+            *train,
+            epochs=1,
+            batch_size=64,
+            verbose=0,
+            callbacks=[
+                kprune.PruningCallback(ratio=0.3, schedule="constant", criterion="l1")
+            ],
+        )
+    assert not any("have not trained yet" in str(w.message) for w in caught)

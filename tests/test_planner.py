@@ -249,3 +249,11 @@ def test_registered_criterion_declares_its_options():
     with pytest.raises(TypeError, match=r"options must be a tuple of option names"):
         kprune.register_criterion("test_weighted", weighted, options="alpha")
     assert "test_weighted" not in kprune.criteria.available_criteria()
+
+
+@pytest.mark.parametrize("classes, activation", [(1, "linear"), (3, "softmax")])
+def test_zoo_unet_head(classes, activation):
+    """One class is one logit (a softmax over one channel would always be 1)."""
+    model = kprune.zoo.unet((32, 32, 1), base=4, depth=2, classes=classes)
+    head = model.get_layer("mask")
+    assert head.activation.__name__ == activation and head.filters == classes

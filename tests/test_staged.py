@@ -114,7 +114,11 @@ def test_staged_compensation_changes_the_similarity_rounds():
         ({"stages": [("magic", 2)]}, "unknown criterion"),
         ({"step": 1.5}, r"step must be in \(0, 1\)"),
         ({"by": "params"}, "by must be one of"),
-        ({"ratio": 0.5}, "set by the schedule"),
+        ({"ratio": 0.5, "step": 0.2}, "either step= .* or one overall target"),
+        ({"ratio": 0.5, "flops": 0.5}, "either step= .* or one overall target"),
+        ({"flops": 0.5, "by": "ratio"}, "flops= prunes by 'flops'"),
+        ({"flops": 1.0}, "leaves nothing to prune"),
+        ({"criterion": "l1"}, "set by the schedule"),
     ],
 )
 def test_staged_rejects_bad_arguments(kwargs, message):
@@ -148,3 +152,19 @@ def test_staged_checks_options_and_gives_each_round_those_it_reads():
     assert first.criterion == "l1" and not first.compensation
     assert second.criterion == "similarity" and second.compensation
     assert first.target["round_to"] == second.target["round_to"] == 2
+
+
+def test_staged_spreads_an_overall_target_over_its_rounds():
+    staged = kprune.Staged([("l1", 1), ("similarity", 1)], flops=0.25)
+    assert staged.by == "flops" and staged.step == pytest.approx(0.5)
+    rounds = []
+    small, report = kprune.Staged(
+        [("l1", 2)],
+        flops=0.25,
+        fine_tune=lambda model, index: rounds.append(index),
+        metric=lambda m: 1.0,
+    ).run(small_cnn(), verbose=0)
+    assert rounds == [0, 1]  # a two-argument fine_tune gets the round index
+    assert report.rounds[-1].flops_ratio == pytest.approx(0.25, abs=0.06)
+    by_ratio = kprune.Staged([("l1", 3)], ratio=0.5)
+    assert (1 - by_ratio.step) ** 3 == pytest.approx(0.5)

@@ -251,3 +251,68 @@ def test_mode_says_which_way_is_worse(mode, accepted):
         verbose=0,
     )
     assert report.rounds[1].accepted is accepted
+
+
+def _collapse(model):
+    """A fine-tuning that kills every filter: the model predicts one thing."""
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+
+
+def _one_collapsing_round(model, val_data):
+    """One round whose metric holds but whose fine-tuning collapses the model."""
+    return kprune.prune_to_tolerance(
+        model,
+        None,
+        val_data,
+        tolerance=0.1,
+        metric=lambda m: 1.0,
+        mode="max",
+        step=0.4,
+        by="flops",
+        fine_tune_fn=_collapse,
+        max_rounds=1,
+        verbose=0,
+    )[1]
+
+
+def test_the_tolerance_loop_rejects_a_collapsed_model():
+    """The metric says the round is fine; the constant prediction says not."""
+    from kprune.rounds import degenerate
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8, 8, 3)) + rng.normal(0, 3, (32, 1, 1, 3))
+    x, y = x.astype("float32"), np.zeros(32, "int64")
+    keras.utils.set_random_seed(1)
+    model = tiny_model()
+    assert not degenerate(model, x)  # so the guard is on
+    report = _one_collapsing_round(model, (x, y))
+    assert report.rounds[1].accepted is False
+    assert "constant prediction" in report.rounds[1].note
+
+
+@pytest.mark.parametrize(
+    "outputs, expected",
+    [
+        (np.array([[0.1, 0.9], [0.2, 0.8]]), True),  # argmax 1 everywhere
+        (np.array([[0.1, 0.9], [0.8, 0.2]]), False),
+        (np.array([[[-2.0], [-0.5]], [[-1.0], [-3.0]]]), True),  # logits all < 0
+        (np.array([[[-2.0], [0.5]], [[-1.0], [-3.0]]]), False),
+        (np.array([[[0.2], [0.4]], [[0.1], [0.3]]]), True),  # probabilities < 0.5
+        (np.full((4, 3), 0.7), True),  # a constant output
+    ],
+)
+def test_degenerate_predictions(outputs, expected):
+    from kprune.rounds import degenerate
+
+    inp = keras.Input(outputs.shape[1:])
+    model = keras.Model(inp, keras.layers.Identity()(inp))
+    assert degenerate(model, outputs.astype("float32")) is expected
+    assert degenerate(model, None) is False
+
+
+def test_the_collapse_guard_is_off_when_the_unpruned_model_is_constant():
+    model = tiny_model()
+    _collapse(model)  # it predicts one thing already: nothing to compare with
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
+    report = _one_collapsing_round(model, (x, np.zeros(8, "int64")))
+    assert report.rounds[1].accepted is True

@@ -1,0 +1,45 @@
+"""What the quality benchmarks share: the Dice score and writing results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+
+def dice(model, x, y) -> float:
+    """Dice of the foreground: a one-logit model's output above 0 against y > 0."""
+    predicted = model.predict(x, verbose=0)[..., 0] > 0
+    truth = y > 0
+    return float(2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1))
+
+
+def write_json(path: str | None, rows: list) -> None:
+    """Write `rows` to `path` as JSON (nothing when `path` is None)."""
+    if not path:
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+def nuclei_parser(description: str, default_seeds=(0, 1)) -> argparse.ArgumentParser:
+    """The arguments every nuclei benchmark takes: seeds, crops and --json."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(default_seeds))
+    parser.add_argument("--crops", type=int, default=512, help="training crops")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    return parser
+
+
+def over_seeds(run_seed, args) -> tuple[list, float]:
+    """`run_seed(seed, args.flops, args.epochs, args.crops)` for every seed:
+    all the rows, and the seconds it took."""
+    start = time.perf_counter()
+    rows = [
+        row
+        for seed in args.seeds
+        for row in run_seed(seed, args.flops, args.epochs, args.crops)
+    ]
+    return rows, time.perf_counter() - start

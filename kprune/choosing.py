@@ -97,6 +97,10 @@ class Chooser:
         return sorted(open_groups, key=lambda g: counts[g.name] / g.size)
 
 
+class BudgetUnreachable(ValueError):
+    """A FLOPs budget below the least the model can keep (its floor)."""
+
+
 def search_flops(g, chooser, counter, flops) -> dict[str, np.ndarray]:
     """The least pruning whose MACs are at most `flops` of the original.
 
@@ -113,7 +117,7 @@ def search_flops(g, chooser, counter, flops) -> dict[str, np.ndarray]:
 
     lowest = macs(chooser.counts(0.999))
     if lowest > budget:
-        raise ValueError(
+        raise BudgetUnreachable(
             f"flops={flops} cannot be reached: with the frozen groups and "
             f"min_channels={chooser.min_channels}, round_to={chooser.round_to}, the "
             f"least this model can keep is {lowest / counter.base:.3f} of its FLOPs. "

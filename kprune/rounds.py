@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from kprune.checks import check_settings
+from kprune.choosing import BudgetUnreachable
 from kprune.data import first_inputs
 from kprune.profile import profile
 from kprune.recalibration import recalibrate
@@ -202,11 +203,17 @@ def _next_plan(schedule, model, accepted, step, min_step, rejected, settings):
     """`(plan, step)` of the next round, or None once the step is too small.
 
     A smaller step that rounds to a cut already rejected is halved again rather
-    than fine-tuning the same model twice.
+    than fine-tuning the same model twice; so is a FLOPs step below what the
+    model can keep (`min_channels`, `round_to`).
     """
     while step >= min_step:
-        plan = schedule.plan_step(model, accepted, step=step, data=settings.train_data)
-        if _cut(plan) not in rejected:
+        try:
+            plan = schedule.plan_step(
+                model, accepted, step=step, data=settings.train_data
+            )
+        except BudgetUnreachable:  # below the model's floor: try a smaller step
+            plan = None
+        if plan is not None and _cut(plan) not in rejected:
             return plan, step
         step /= 2
     return None

@@ -316,3 +316,23 @@ def test_the_collapse_guard_is_off_when_the_unpruned_model_is_constant():
     x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
     report = _one_collapsing_round(model, (x, np.zeros(8, "int64")))
     assert report.rounds[1].accepted is True
+
+
+def test_a_step_below_the_models_floor_ends_the_loop_instead_of_raising():
+    """round_to=8 on an 8-filter conv: no FLOPs step can be reached."""
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
+    small, report = kprune.prune_to_tolerance(
+        tiny_model(),
+        None,
+        (x, np.zeros(8, "int64")),
+        metric=lambda m: 1.0,
+        mode="max",
+        step=0.3,
+        by="flops",
+        fine_tune_fn=lambda m: None,
+        round_to=8,
+        verbose=0,
+    )
+    assert (
+        len(report.rounds) == 1 and small.count_params() == tiny_model().count_params()
+    )

@@ -17,6 +17,7 @@ The flat public API (see docs/ and shared/DESIGN.md):
 from kprune import criteria, datasets, handlers, layers, zoo
 from kprune.callbacks import PruningCallback
 from kprune.criteria import register_criterion
+from kprune.distillation import Distillation, Distiller
 from kprune.export import ExportResult, export_saved_model, export_tflite
 from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as graph
@@ -37,6 +38,8 @@ from kprune.wrapping import unwrap, wrap
 
 __all__ = [
     "ChannelGraph",
+    "Distillation",
+    "Distiller",
     "ExportResult",
     "TFLiteBenchmark",
     "benchmark_tflite",

@@ -20,6 +20,7 @@ import numpy as np
 
 from kprune.checks import check_one_target, check_settings
 from kprune.criteria import get_criterion
+from kprune.distillation import Distiller
 from kprune.graph import graph as build_graph
 from kprune.layers import wrapped_layers
 from kprune.masks import masked_units, masks_plan, set_masks
@@ -172,6 +173,9 @@ class PruningCallback(keras.callbacks.Callback):
     # ------------------------------------------------------------- lifecycle
     def set_model(self, model):
         super().set_model(model)
+        # Fitting a kprune.Distiller: the student is the model to mask.
+        model = model.student if isinstance(model, Distiller) else model
+        self._pruned = model
         self._wrappers = wrapped_layers(model)
         if not self._wrappers:
             raise ValueError(
@@ -218,14 +222,14 @@ class PruningCallback(keras.callbacks.Callback):
         self._warn_if_untrained()
         goal = {"ratio": target} if self.flops is None else {"flops": 1.0 - target}
         plan = make_plan(
-            self.model,
+            self._pruned,
             _masked_first(self.criterion),
             graph=self._graph,
             data=self.data,
             **goal,
             **self.plan_options,
         )
-        set_masks(self.model, plan, self._graph)
+        set_masks(self._pruned, plan, self._graph)
         state = self._state()
         state[TARGET], state[STEPS] = target, state[STEPS] + 1
         self._set_state(state)
@@ -303,7 +307,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _figures(self) -> dict:
         """Kept channels, FLOPs kept and the current target, for the logs."""
-        plan = masks_plan(self.model, self._graph)
+        plan = masks_plan(self._pruned, self._graph)
         total = sum(g.size for g in self._graph.prunable) or 1
         removed = sum(d.removed for d in plan.groups.values())
         return {

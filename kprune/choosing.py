@@ -15,10 +15,13 @@ import numpy as np
 class Chooser:
     """Picks kept units per group for a removal ratio, honouring the constraints."""
 
-    def __init__(self, groups, scores, scope, min_channels, round_to, normalize):
+    def __init__(
+        self, groups, scores, scope, min_channels, round_to, normalize, min_share=0.0
+    ):
         self.groups = groups
         self.scope = scope
         self.min_channels = min_channels
+        self.min_share = min_share
         self.round_to = round_to
         # Highest score first; ties keep the lower channel index.
         self.order = {
@@ -41,7 +44,8 @@ class Chooser:
             self.owner = np.repeat(np.arange(len(groups)), [g.size for g in groups])
 
     def _count(self, size: int, keep: int) -> int:
-        keep = max(keep, min(self.min_channels, size))
+        floor = max(min(self.min_channels, size), math.ceil(self.min_share * size))
+        keep = max(keep, floor)
         keep = math.ceil(keep / self.round_to) * self.round_to
         return int(min(max(keep, 1), size))
 
@@ -119,9 +123,10 @@ def search_flops(g, chooser, counter, flops) -> dict[str, np.ndarray]:
     if lowest > budget:
         raise BudgetUnreachable(
             f"flops={flops} cannot be reached: with the frozen groups and "
-            f"min_channels={chooser.min_channels}, round_to={chooser.round_to}, the "
-            f"least this model can keep is {lowest / counter.base:.3f} of its FLOPs. "
-            "Raise flops= or lower min_channels/round_to."
+            f"min_channels={chooser.min_channels}, min_share={chooser.min_share}, "
+            f"round_to={chooser.round_to}, the least this model can keep is "
+            f"{lowest / counter.base:.3f} of its FLOPs. "
+            "Raise flops= or lower min_channels/min_share/round_to."
         )
     if macs(chooser.counts(0.0)) <= budget:
         return chooser.choose(0.0)

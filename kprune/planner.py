@@ -30,6 +30,7 @@ def plan(
     flops: float | None = None,
     scope: str = "layer",
     min_channels: int = 1,
+    min_share: float = 0.0,
     round_to: int = 1,
     exclude: list[str] | tuple[str, ...] | None = None,
     data=None,
@@ -51,6 +52,12 @@ def plan(
         scope: `"layer"` removes the same share from every group; `"global"`
             ranks all channels together (scores normalised per group).
         min_channels: every group keeps at least this many channels.
+        min_share: every group keeps at least this share of its channels
+            (rounded up), so that no layer is cut to a sliver: a floor against
+            layer collapse at extreme compression, mostly with
+            `scope="global"`. It is a share of the model being planned; in a
+            multi-round loop (`Staged`, `prune_to_tolerance`) it applies per
+            round, so use `min_channels` for an absolute floor there.
         round_to: kept channel counts are rounded up to a multiple of this
             (8 or 16 suit the fast paths of mobile kernels).
         exclude: names of layers whose groups must not be pruned.
@@ -79,7 +86,7 @@ def plan(
     """
     crit = get_criterion(criterion)
     check_options(plan, criterion_options, [crit])
-    _check_target(ratio, flops, scope, min_channels, round_to)
+    _check_target(ratio, flops, scope, min_channels, round_to, min_share)
     _check_inputs(crit, graph, input_shape, normalize, data)
     g = graph if graph is not None else build_graph(model, input_shape)
     groups = _prunable_groups(g, exclude)
@@ -90,7 +97,9 @@ def plan(
     counter = MacCounter(g)
     if flops is not None and not counter.known:
         counter(np.ones(g.num_units, dtype=bool))  # raises: name input_shape=
-    chooser = Chooser(groups, scores, scope, min_channels, round_to, normalize)
+    chooser = Chooser(
+        groups, scores, scope, min_channels, round_to, normalize, min_share
+    )
 
     if flops is not None:
         keep = search_flops(g, chooser, counter, flops)
@@ -102,6 +111,7 @@ def plan(
         "flops": flops,
         "scope": scope,
         "min_channels": min_channels,
+        "min_share": min_share,
         "round_to": round_to,
         "exclude": list(exclude or []),
     }
@@ -255,7 +265,7 @@ def _compensation(proposed: dict, decisions: dict) -> dict:
     return result
 
 
-def _check_target(ratio, flops, scope, min_channels, round_to):
+def _check_target(ratio, flops, scope, min_channels, round_to, min_share=0.0):
     check_one_target(ratio=ratio, flops=flops)
     check_settings(ratio=ratio, flops=flops)
     if scope not in SCOPES:
@@ -263,6 +273,12 @@ def _check_target(ratio, flops, scope, min_channels, round_to):
     for name, value in (("min_channels", min_channels), ("round_to", round_to)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    if (
+        isinstance(min_share, bool)
+        or not isinstance(min_share, (int, float))
+        or not 0 <= min_share < 1
+    ):
+        raise ValueError(f"min_share must be a number in [0, 1); got {min_share!r}")
 
 
 def _prunable_groups(g: ChannelGraph, exclude) -> list[Group]:

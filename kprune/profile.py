@@ -16,6 +16,7 @@ import numpy as np
 
 from kprune.graph import ChannelGraph
 from kprune.graph import graph as build_graph
+from kprune.handlers import get_handler
 from kprune.report import format_table, human
 
 
@@ -35,8 +36,8 @@ class Profile:
     """Parameters, MACs and FLOPs of a model. `print()` it for a per-layer table.
 
     Attributes:
-        model: the model name.
-        params: all parameters, trainable or not.
+        params: all parameters, trainable or not; a wrapped layer counts as
+            the layer it wraps (the multipliers fold away on export).
         macs: multiply-accumulates per sample (convolutions and Dense).
         layers: one `LayerProfile` per layer call.
     """
@@ -168,7 +169,10 @@ def profile(
         params = 0
         if id(layer) not in seen and isinstance(layer, keras.layers.Layer):
             seen.add(id(layer))
-            params = int(layer.count_params()) if layer.built else 0
+            # A wrapper counts as the layer it wraps, which is what ships
+            # (its multipliers fold away).
+            shipped = get_handler(layer).inner(layer)
+            params = int(shipped.count_params()) if shipped.built else 0
         macs = _call_macs(
             call, [i.shape for i in call.inputs], [o.shape for o in call.outputs]
         )

@@ -19,6 +19,7 @@ import numpy as np
 from kprune.checks import check_settings
 from kprune.choosing import BudgetUnreachable
 from kprune.data import first_inputs
+from kprune.distillation import Distillation
 from kprune.profile import profile
 from kprune.recalibration import recalibrate
 from kprune.report import PruningReport, Round
@@ -103,6 +104,7 @@ class RoundSettings:
 
     `recalibrate`: re-estimate BatchNorm statistics on `train_data` right
     after each shrink, before fine-tuning (see `kprune.recalibrate`).
+    `distill`: fine-tune on the teacher's outputs too (see `kprune.Distiller`).
     """
 
     train_data: object = None
@@ -113,6 +115,22 @@ class RoundSettings:
     metric: object = None
     verbose: int = 1
     recalibrate: bool = True
+    distill: Distillation | None = None
+
+    def __post_init__(self):
+        if self.distill is None:
+            return
+        if self.fine_tune is not None:
+            raise ValueError(
+                "distill= applies to kprune's own fine-tuning (model.fit); your "
+                "fine-tuning function trains by itself: fit a "
+                "kprune.Distiller(model, teacher) inside it instead"
+            )
+        if self.train_data is None or self.epochs <= 0:
+            raise ValueError(
+                "distill= needs fine-tuning to act on: give train_data and "
+                "at least one epoch"
+            )
 
 
 def baseline_report(model, settings: RoundSettings):
@@ -185,6 +203,7 @@ def run_rounds(
             settings.epochs,
             learning_rate=settings.learning_rate,
             round_index=index,
+            distill=settings.distill,
         )
         record = _record(index + 1, plan, step, candidate, base, settings, rule, guard)
         report.rounds.append(record)

@@ -14,6 +14,7 @@ import keras
 
 from kprune.checks import check_settings
 from kprune.criteria import get_criterion
+from kprune.distillation import as_distillation
 from kprune.planner import PLAN_KEYWORDS, check_options
 from kprune.planner import plan as make_plan
 from kprune.report import PruningReport
@@ -132,6 +133,7 @@ class Staged:
         verbose: int = 1,
         learning_rate: float | None = None,
         recalibrate: bool = True,
+        distill=None,
     ) -> tuple[keras.Model, PruningReport]:
         """Run every round. `model` is not modified.
 
@@ -147,6 +149,12 @@ class Staged:
                 one).
             recalibrate: re-estimate BatchNorm statistics on a few batches of
                 `train_data` right after each shrink (see `kprune.recalibrate`).
+            distill: fine-tune each round on the labels and on a teacher's
+                outputs (knowledge distillation, see `kprune.Distiller`): the
+                teacher model, `True` for the unpruned `model`, or
+                `kprune.Distillation(teacher, weight=1.0, temperature=2.0)`.
+                It applies to kprune's own `model.fit`; with `fine_tune=`, or
+                without training data or epochs, it raises.
 
         Returns:
             `(pruned_model, report)`; the report lists every round's criterion,
@@ -159,6 +167,7 @@ class Staged:
             learning_rate=learning_rate,
             fine_tune=self.fine_tune,
             recalibrate=recalibrate,
+            distill=as_distillation(distill, model),
             metric=self.metric,
             verbose=verbose,
         )

@@ -21,7 +21,6 @@ from kprune.masks import masks_plan
 from kprune.planner import plan as make_plan
 from kprune.plans import PruningPlan
 from kprune.rebuild import check_rebuildable, rebuild
-from kprune.wrapping import unwrap
 
 
 def shrink(
@@ -37,8 +36,10 @@ def shrink(
     sliced. The result computes exactly what `model` computes once the removed
     channels are zeroed (see `zero_pruned`).
 
-    A wrapped model (`kprune.wrap`) comes back plain: the importance multipliers
-    are folded into the weights. Without a plan, the channels whose masks are 0
+    A wrapped model (`kprune.wrap`) stays wrapped: each kept filter keeps its
+    importance multiplier and mask, so the multipliers can go on training
+    through further rounds; `kprune.unwrap` folds them into the weights (the
+    exporters do it for you). Without a plan, the channels whose masks are 0
     are removed, so the result computes what the masked model computes.
 
     Args:
@@ -56,14 +57,9 @@ def shrink(
         ValueError: if `plan` was made for another model.
     """
     g = graph if graph is not None else build_graph(model)
-    if is_wrapped(model):
-        if plan is None:
-            plan = masks_plan(model, g)
-        keep = _keep_units(g, plan)
-        model = unwrap(model)
-        g = build_graph(model)  # same groups, plain layers
-    else:
-        keep = _keep_units(g, plan)
+    if plan is None and is_wrapped(model):
+        plan = masks_plan(model, g)
+    keep = _keep_units(g, plan)
     return _rebuild(model, g, keep, slice_channels=True, plan=plan)
 
 
@@ -182,7 +178,7 @@ def _rebuild(model, g: ChannelGraph, keep: np.ndarray, *, slice_channels: bool, 
             config = handler.new_config(layer, config, m)
         folded = constants.get(id(layer))
         if folded is not None:
-            config = {**config, "use_bias": True}
+            config = handler.with_bias(layer, config)
         new = handler.clone(layer, config)
         if not getattr(layer, "weights", None):
             return new, None

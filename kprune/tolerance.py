@@ -19,6 +19,7 @@ from typing import Callable
 import keras
 
 from kprune.checks import check_settings
+from kprune.distillation import as_distillation
 from kprune.planner import check_options
 from kprune.rebuild import copy_layer, rebuild
 from kprune.report import PruningReport
@@ -44,6 +45,7 @@ def prune_to_tolerance(
     fine_tune_fn: Callable | None = None,
     verbose: int = 1,
     recalibrate: bool = True,
+    distill=None,
     **plan_options,
 ) -> tuple[keras.Model, PruningReport]:
     """Prune as far as the validation metric allows.
@@ -80,6 +82,12 @@ def prune_to_tolerance(
         verbose: 1 prints one line per round.
         recalibrate: re-estimate BatchNorm statistics on a few batches of
             `train_data` right after each shrink (see `kprune.recalibrate`).
+        distill: fine-tune each round on the labels and on a teacher's
+            outputs (knowledge distillation, see `kprune.Distiller`): the
+            teacher model, `True` for the unpruned `model`, or
+            `kprune.Distillation(teacher, weight=1.0, temperature=2.0)`.
+            It applies to kprune's own `model.fit`; with `fine_tune_fn`, or
+            without training data or epochs, it raises.
         **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ...,
             and the criterion's options). With a `Staged` criterion, give
             them to the `Staged` instead.
@@ -117,6 +125,7 @@ def prune_to_tolerance(
         learning_rate=learning_rate,
         fine_tune=fine_tune_fn,
         recalibrate=recalibrate,
+        distill=as_distillation(distill, model),
         metric=metric,
         verbose=verbose,
     )

@@ -7,6 +7,8 @@ from typing import Callable
 
 import keras
 
+from kprune.distillation import Distillation
+
 
 def _fit_arguments(data, name: str) -> dict:
     if isinstance(data, tuple) and len(data) == 2:
@@ -32,6 +34,7 @@ def fine_tune(
     verbose: int = 0,
     learning_rate: float | None = None,
     round_index: int | None = None,
+    distill: Distillation | None = None,
 ) -> keras.Model:
     """Train `model` a little after a pruning step.
 
@@ -47,6 +50,9 @@ def fine_tune(
             by default the one the model was compiled with. Fine-tuning a
             pruned model usually wants a smaller one than training did.
         round_index: the pruning round, passed to a two-argument `fine_tune`.
+        distill: a `Distillation` (teacher, weight, temperature): `model.fit`
+            then trains on the labels and on the teacher's outputs. A custom
+            `fine_tune` does its own training and gets no distillation.
 
     Returns:
         The fine-tuned model (the same object unless `fine_tune` returned another).
@@ -58,9 +64,13 @@ def fine_tune(
     if train_data is None or epochs <= 0:
         return model
     _require_compiled(model, "fine-tuning")
+    trainer = model
+    if distill is not None:
+        trainer = distill.harness(model)
+        trainer.compile_from_config(model.get_compile_config())
     if learning_rate is not None:
-        model.optimizer.learning_rate = learning_rate
-    model.fit(
+        trainer.optimizer.learning_rate = learning_rate
+    trainer.fit(
         **_fit_arguments(train_data, "train_data"), epochs=epochs, verbose=verbose
     )
     return model

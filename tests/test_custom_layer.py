@@ -196,6 +196,6 @@ def test_registering_a_handler_makes_a_layer_prunable_and_wrappable():
             np.testing.assert_allclose(
                 models.outputs(folded, x)[0], want, rtol=1e-5, atol=1e-5
             )
-        assert kprune.shrink(wrapped).get_layer("mix").units == 4
+        assert kprune.shrink(wrapped).get_layer("mix").layer.units == 4
     finally:
         unregister_handler(PointwiseMix)

@@ -16,6 +16,7 @@ from kprune.layers import (
     ImportanceSeparableConv2D,
     wrapped_layers,
 )
+from kprune.surgery import layer_masks
 from tests import models
 
 
@@ -109,7 +110,14 @@ def test_wrap_fit_plan_shrink_matches_the_masked_model():
     np.testing.assert_allclose(
         models.outputs(small, x)[0], models.outputs(wrapped, x)[0], rtol=1e-4, atol=1e-4
     )
-    assert not kprune.layers.is_wrapped(small)
+    # The shrunk model stays wrapped (the multipliers can go on training);
+    # unwrap folds them exactly.
+    assert kprune.layers.is_wrapped(small)
+    plain = kprune.unwrap(small)
+    assert not kprune.layers.is_wrapped(plain)
+    np.testing.assert_allclose(
+        models.outputs(plain, x)[0], models.outputs(small, x)[0], rtol=1e-4, atol=1e-4
+    )
     # The masks alone describe the same plan.
     again = kprune.masks_plan(wrapped)
     assert {k: v.keep for k, v in again.groups.items() if v.removed} == {
@@ -284,6 +292,37 @@ def test_wrapped_model_saves_and_loads(tmp_path):
         atol=1e-6,
     )
     assert len(wrapped_layers(loaded)) == len(wrapped_layers(wrapped))
+
+
+def test_a_shrunk_wrapped_model_stays_wrapped_saves_and_unwraps_exactly(tmp_path):
+    """Issue 11: the multipliers of the kept filters survive shrink, so they can
+    go on training through further rounds (before, shrink folded them away)."""
+    model = models.randomize(models.mobile_se())
+    wrapped = kprune.wrap(model, init="uniform", regularizer=1e-4)
+    plan = kprune.plan(wrapped, criterion="importance", ratio=0.5)
+    small = kprune.shrink(wrapped, plan)
+    x = models.inputs_for(model)
+    kept = {w.name: w for w in wrapped_layers(small)}
+    assert set(kept) == {w.name for w in wrapped_layers(wrapped)}
+    g = kprune.graph(wrapped)
+    masks = layer_masks(g, plan.keep_units(g))
+    for layer in wrapped_layers(wrapped):
+        kept_channels = masks[id(layer)].output
+        assert kept_channels is not None and not kept_channels.all()
+        np.testing.assert_allclose(
+            small.get_layer(layer.name).scale(), layer.scale()[kept_channels]
+        )
+    path = tmp_path / "small.keras"
+    small.save(path)
+    loaded = keras.models.load_model(path)
+    assert wrapped_layers(loaded)
+    want = models.outputs(kprune.zero_pruned(wrapped, plan), x)[0]
+    for other in (small, loaded, kprune.unwrap(loaded)):
+        np.testing.assert_allclose(models.outputs(other, x)[0], want, atol=1e-5)
+    assert not wrapped_layers(kprune.unwrap(loaded))
+    # A second round plans on the kept multipliers, not on a fallback.
+    again = kprune.plan(small, criterion="importance", ratio=0.25)
+    assert again.channels_after < plan.channels_after
 
 
 def test_wrap_refuses_a_model_with_nothing_to_wrap():

@@ -50,6 +50,23 @@ def test_min_channels_and_round_to():
     assert small.get_layer("c1").filters == 8
 
 
+def test_min_share_keeps_every_group_above_a_share_of_its_channels():
+    """Global scope cuts a group of tiny filters to a sliver; min_share
+    keeps a floor under it (the collapse of issue 11)."""
+    model = two_conv(filters=12)
+    kernel, bias = model.get_layer("c2").get_weights()
+    model.get_layer("c2").set_weights([kernel * 1e-3, bias])
+    loose = kprune.plan(model, ratio=0.6, scope="global", normalize=None)
+    assert len(loose.groups["c2"].keep) == 3  # 21 of 24 go
+    floored = kprune.plan(
+        model, ratio=0.6, scope="global", normalize=None, min_share=0.25
+    )
+    assert len(floored.groups["c2"].keep) == 6  # ceil(0.25 * 24)
+    assert floored.target["min_share"] == 0.25
+    with pytest.raises(ValueError, match="min_share"):
+        kprune.plan(model, flops=0.05, min_share=0.5)
+
+
 def test_global_scope_prunes_unevenly():
     model = two_conv()
     kernel, bias = model.get_layer("c2").get_weights()
@@ -113,6 +130,7 @@ def test_exclude_keeps_groups_whole():
         ({"flops": 0.0}, r"flops .* must be in \(0, 1\]"),
         ({"ratio": 0.5, "scope": "model"}, "scope must be one of"),
         ({"ratio": 0.5, "min_channels": 0}, "min_channels must be an integer"),
+        ({"ratio": 0.5, "min_share": 1.0}, "min_share must be a number in"),
         ({"ratio": 0.5, "round_to": 2.5}, "round_to must be an integer"),
         (
             {"ratio": 0.5, "criterion": "magic"},

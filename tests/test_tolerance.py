@@ -336,3 +336,39 @@ def test_a_step_below_the_models_floor_ends_the_loop_instead_of_raising():
     assert (
         len(report.rounds) == 1 and small.count_params() == tiny_model().count_params()
     )
+
+
+def test_importance_multipliers_keep_training_through_the_rounds(trained):
+    """Issue 11: each round used to shrink the wrapped model into a plain one,
+    so only the first round read multipliers (the others fell back to L2)."""
+    train, val, _ = mnist.data()
+    small_train = (train[0][:512], train[1][:512])
+    wrapped = kprune.wrap(trained, regularizer=1e-4)
+    mnist.compile_model(wrapped)
+    seen = []
+
+    def fine_tune(model, round_index):
+        layer = kprune.layers.wrapped_layers(model)[0]
+        before = np.array(layer.importance)
+        model.fit(*small_train, epochs=1, batch_size=64, verbose=0)
+        seen.append((kprune.layers.is_wrapped(model), before, layer))
+        return model
+
+    small, report = kprune.prune_to_tolerance(
+        wrapped,
+        small_train,
+        val,
+        tolerance=1.0,
+        criterion="importance",
+        step=0.2,
+        max_rounds=2,
+        fine_tune_fn=fine_tune,
+        verbose=0,
+    )
+    assert [r.criterion for r in report.rounds[1:]] == ["importance"] * 2
+    assert all(r.accepted for r in report.rounds[1:])
+    assert len(seen) == 2 and all(wrapped_now for wrapped_now, _, _ in seen)
+    for _, before, layer in seen:  # the multipliers moved in every round
+        assert np.abs(np.array(layer.importance) - before).max() > 1e-4
+    assert kprune.layers.is_wrapped(small)
+    assert report.final.params == kprune.unwrap(small).count_params()

@@ -200,9 +200,11 @@ def test_masks_then_shrink_keep_the_masked_outputs(every_model):
     }
     x = images()
     for small in (kprune.shrink(wrapped, plan), kprune.shrink(wrapped)):
-        assert not kprune.layers.is_wrapped(small)
-        assert small.count_params() < every_model.count_params()
+        assert kprune.layers.is_wrapped(small)  # multipliers kept for training
+        plain = kprune.unwrap(small)
+        assert plain.count_params() < every_model.count_params()
         assert_same_outputs(wrapped, small, x)
+        assert_same_outputs(wrapped, plain, x)
 
 
 # -- pruning while training ----------------------------------------------------

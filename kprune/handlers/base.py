@@ -188,6 +188,10 @@ class LayerHandler:
         missing. Only called when `constant_fold` is not None."""
         raise NotImplementedError
 
+    def with_bias(self, layer, config: dict) -> dict:
+        """`config` with a bias switched on, for `fold_constant_input` to fill."""
+        return {**config, "use_bias": True}
+
     def new_constant(self, layer, value, masks: Masks):
         """A constant array argument of the call (`c` in `x * c`), sliced."""
         return value

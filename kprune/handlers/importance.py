@@ -38,7 +38,10 @@ class ImportanceHandler(LayerHandler):
         inner_config = get_handler(inner).new_config(
             inner, config["layer"]["config"], masks
         )
-        return {**config, "layer": {**config["layer"], "config": inner_config}}
+        # The wrapped layer's serialized build shape is the old one: drop it,
+        # so it builds on the new input when the wrapper does.
+        layer_config = {k: v for k, v in config["layer"].items() if k != "build_config"}
+        return {**config, "layer": {**layer_config, "config": inner_config}}
 
     def _split(self, layer, weights):
         inner = {k: weights[k] for k in weight_keys(layer.layer)}
@@ -65,6 +68,21 @@ class ImportanceHandler(LayerHandler):
         inner, own = self._split(layer, weights)
         out = get_handler(layer.layer).merge_inputs(layer.layer, inner, merges)
         return None if out is None else {**out, **own}
+
+    def constant_fold(self, layer):
+        # A constant input reaches the wrapped layer before the multiplier.
+        return get_handler(layer.layer).constant_fold(layer.layer)
+
+    def fold_constant_input(self, layer, weights, values):
+        inner, own = self._split(layer, weights)
+        out = get_handler(layer.layer).fold_constant_input(layer.layer, inner, values)
+        return {**out, **own}
+
+    def with_bias(self, layer, config):
+        inner = get_handler(layer.layer).with_bias(
+            layer.layer, config["layer"]["config"]
+        )
+        return {**config, "layer": {**config["layer"], "config": inner}}
 
     def filters(self, layer, weights):
         inner, _ = self._split(layer, weights)

@@ -62,3 +62,61 @@ def unet(
         activation = "softmax" if classes > 1 else None
     outputs = layers.Conv2D(classes, 1, activation=activation, name="mask")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def ternausnet(
+    input_shape=(128, 128, 3),
+    base: int = 64,
+    classes: int = 1,
+    name: str = "ternausnet",
+) -> keras.Model:
+    """TernausNet (Iglovikov and Shvets, 2018): a U-Net whose encoder is VGG11.
+
+    The encoder is VGG11's eight 3x3 convolutions with ReLU and five max-pools
+    (no BatchNorm, as in VGG11); each decoder block is a 3x3 conv-ReLU
+    followed by a stride-2 Conv2DTranspose-ReLU, fed the previous block
+    concatenated with the encoder's output at that size; a last conv-ReLU and
+    a 1x1 head give the mask. `base=64` gives the published widths; a smaller
+    `base` scales every layer down in proportion.
+
+    Args:
+        input_shape: `(H, W, C)`, H and W divisible by 32.
+        base: width of the first convolution (the others are multiples).
+        classes: output channels (one logit for 1, softmax for more).
+        name: model name.
+    """
+    if any(d % 32 for d in input_shape[:2]):
+        raise ValueError(f"input_shape {input_shape} must be divisible by 32")
+    b = base
+
+    def conv(x, filters, label):
+        return layers.Conv2D(filters, 3, padding="same", activation="relu", name=label)(
+            x
+        )
+
+    def decoder(x, middle, out, label):
+        x = conv(x, middle, f"{label}_conv")
+        return layers.Conv2DTranspose(
+            out, 3, strides=2, padding="same", activation="relu", name=f"{label}_up"
+        )(x)
+
+    inputs = keras.Input(input_shape, name="image")
+    stages, x = [], inputs
+    for level, widths in enumerate(
+        ([b], [2 * b], [4 * b] * 2, [8 * b] * 2, [8 * b] * 2)
+    ):
+        for k, width in enumerate(widths):
+            x = conv(x, width, f"conv{level + 1}{'ab'[k]}")
+        stages.append(x)
+        x = layers.MaxPooling2D(name=f"pool{level + 1}")(x)
+    x = decoder(x, 8 * b, 4 * b, "center")
+    for level, (middle, out) in zip(
+        (5, 4, 3, 2), ((8 * b, 4 * b), (8 * b, 2 * b), (4 * b, b), (2 * b, b // 2))
+    ):
+        x = layers.Concatenate(name=f"cat{level}")([x, stages[level - 1]])
+        x = decoder(x, middle, out, f"dec{level}")
+    x = layers.Concatenate(name="cat1")([x, stages[0]])
+    x = conv(x, b // 2, "dec1")
+    activation = "softmax" if classes > 1 else None
+    outputs = layers.Conv2D(classes, 1, activation=activation, name="mask")(x)
+    return keras.Model(inputs, outputs, name=name)

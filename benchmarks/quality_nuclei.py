@@ -8,8 +8,9 @@ Per architecture and seed: the model (a U-Net, depth 3, base 16, or a
 TernausNet with a VGG11 encoder, base 16; one logit) trains `TRAIN` epochs on
 random crops (flips, rotations) of the left 3/4 of the image; the right quarter,
 never trained on, is the held-out set. A wrapped copy (`kprune.wrap`, init
-`--inits`, L1 1e-4) trains `WRAP` more epochs for the methods that read
-multipliers. Every method then prunes to each `--targets` share of the MACs and
+`--inits`, L1 1e-4) learns its multipliers alone for `WRAP` epochs
+(`kprune.learn_importance`, Adam 1e-2) for the methods that read them. Every
+method then prunes to each `--targets` share of the MACs and
 gets the same `TUNE` epochs of fine-tuning (Adam 1e-3) in all:
 
 - `l1_global`, `l1_layer`: one plan, `scope="global"` / `"layer"`, shrink,
@@ -38,27 +39,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 from common import dice, nuclei_parser, write_json  # noqa: E402
+from methods import METHODS, WRAPPED, Harness, name, results_table  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
 
 ARCHS = {
     "unet": lambda: kprune.zoo.unet((64, 64, 1), base=16, depth=3, classes=1),
     "ternausnet": lambda: kprune.zoo.ternausnet((64, 64, 1), base=16),
 }
-METHODS = (
-    "l1_global",
-    "l1_layer",
-    "staged",
-    "staged_comp",
-    "importance",
-    "importance_rounds",
-    "callback_importance",
-    "callback_l1",
-)
-#: The methods that read the wrapped model's multipliers.
-WRAPPED = ("importance", "importance_rounds")
-BATCH = 16
 
 
 def compiled(model, lr=1e-3):
@@ -68,78 +56,20 @@ def compiled(model, lr=1e-3):
     return model
 
 
-def fit(model, data, epochs, teacher=None, callbacks=None):
-    """Fine-tune `model` in place (through a Distiller when `teacher` is set)."""
-    if epochs <= 0:
-        return model
-    trainer = compiled(model if teacher is None else kprune.Distiller(model, teacher))
-    trainer.fit(*data, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=callbacks)
-    return model
-
-
-def one_shot(source, criterion, target, data, tune, teacher, **options):
-    small = kprune.shrink(
-        source, kprune.plan(source, criterion, flops=target, **options)
-    )
-    kprune.recalibrate(small, data[0])
-    return fit(small, data, tune, teacher)
-
-
-def staged(source, stages, target, data, tune, teacher, **options):
-    schedule = kprune.Staged(stages, flops=target, **options)
-    rounds = schedule.total_rounds
-    compiled(source)
-    small, _ = schedule.run(
-        source, data, None, epochs=tune // rounds, verbose=0, distill=teacher
-    )
-    return fit(small, data, tune - rounds * (tune // rounds), teacher)
-
-
-def with_callback(model, criterion, target, data, tune, teacher):
-    wrapped = kprune.wrap(model)
-    masking = max(1, round(0.4 * tune))
-    callback = kprune.PruningCallback(
-        flops=target, criterion=criterion, end_epoch=masking - 1
-    )
-    fit(wrapped, data, masking, teacher, callbacks=[callback])
-    small = kprune.shrink(wrapped)
-    kprune.recalibrate(small, data[0])
-    return fit(small, data, tune - masking, teacher)
-
-
-def prune(method, model, wrapped, target, data, tune, teacher):
-    """The pruned, fine-tuned (and unwrapped) model of one method."""
-    if method in ("l1_global", "l1_layer"):
-        scope = method.split("_")[1]
-        small = one_shot(model, "l1", target, data, tune, teacher, scope=scope)
-    elif method in ("staged", "staged_comp"):
-        stages = [("l1", 1), ("similarity", 2)]
-        comp = method == "staged_comp"
-        small = staged(model, stages, target, data, tune, teacher, compensate=comp)
-    elif method == "importance":
-        small = one_shot(wrapped, "importance", target, data, tune, teacher)
-    elif method == "importance_rounds":
-        small = staged(wrapped, [("importance", 3)], target, data, tune, teacher)
-    else:
-        criterion = method.split("_")[1]
-        small = with_callback(model, criterion, target, data, tune, teacher)
-    return kprune.unwrap(small) if kprune.layers.is_wrapped(small) else small
-
-
 def run_seed(seed, args) -> list[dict]:
     train_epochs, wrap_epochs, tune = args.epochs
     (x, y), (xv, yv) = kprune.datasets.nuclei_tiles(crops=args.crops, seed=seed)
-    data = (x, y[..., None].astype("float32"))
+    harness = Harness((x, y[..., None].astype("float32")), compiled, batch=16)
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
     rows = []
     for arch in args.archs:
         keras.utils.set_random_seed(seed)
-        model = fit(ARCHS[arch](), data, train_epochs)
+        model = harness.fit(ARCHS[arch](), train_epochs)
         base = {"dice": dice(model, xv, yv), "macs": kprune.profile(model).macs}
         for init in args.inits:
             keras.utils.set_random_seed(seed)
-            wrapped = kprune.wrap(model, init=init, regularizer=1e-4)
-            fit(wrapped, data, wrap_epochs)
+            wrapped = compiled(kprune.wrap(model, init=init, regularizer=1e-4))
+            kprune.learn_importance(wrapped, harness.data, wrap_epochs, batch_size=16)
             # Methods that do not read multipliers run once, with the first init.
             methods = [m for m in args.methods if m in WRAPPED or init == args.inits[0]]
             for target, method, distilled in itertools.product(
@@ -147,7 +77,7 @@ def run_seed(seed, args) -> list[dict]:
             ):
                 keras.utils.set_random_seed(seed)
                 teacher = model if distilled else None
-                small = prune(method, model, wrapped, target, data, tune, teacher)
+                small = harness.prune(method, model, wrapped, target, tune, teacher)
                 rows.append(
                     {
                         "arch": arch,
@@ -157,7 +87,7 @@ def run_seed(seed, args) -> list[dict]:
                         "init": init if method in WRAPPED else None,
                         "distill": distilled,
                         "macs_kept": kprune.profile(small).macs / base["macs"],
-                        "dice": dice(small, xv, yv),
+                        "score": dice(small, xv, yv),
                         "unpruned": base["dice"],
                     }
                 )
@@ -167,8 +97,8 @@ def run_seed(seed, args) -> list[dict]:
 
 def _line(r) -> str:
     return (
-        f"{r['arch']} seed {r['seed']} {r['target']:.0%} {_name(r)}"
-        f"{' +distill' if r['distill'] else ''}: Dice {r['dice']:.3f} "
+        f"{r['arch']} seed {r['seed']} {r['target']:.0%} {name(r)}"
+        f"{' +distill' if r['distill'] else ''}: Dice {r['score']:.3f} "
         f"(unpruned {r['unpruned']:.3f}, MACs kept {r['macs_kept']:.3f})"
     )
 
@@ -200,30 +130,10 @@ def main(argv=None):
     start = time.perf_counter()
     rows = [row for seed in args.seeds for row in run_seed(seed, args)]
     seconds = time.perf_counter() - start
-    print(
-        table(rows, f"nuclei, {args.epochs[2]} epochs of fine-tuning ({seconds:.0f} s)")
-    )
+    title = f"nuclei, {args.epochs[2]} epochs of fine-tuning ({seconds:.0f} s)"
+    print(results_table(rows, title))
     write_json(args.json, rows)
     return rows
-
-
-def _name(r) -> str:
-    return r["method"] + (f" ({r['init']})" if r.get("init") else "")
-
-
-def table(rows, title) -> str:
-    """Dice per (arch, target, method, distill), the seeds side by side."""
-    cells: dict = {}
-    for r in rows:
-        key = (r["arch"], r["target"], _name(r), r["distill"])
-        cells.setdefault(key, []).append(r["dice"])
-    body = [
-        (a, f"{t:.0%}", m, "yes" if d else "no", " / ".join(f"{v:.3f}" for v in vals),
-         f"{min(vals):.3f}")
-        for (a, t, m, d), vals in cells.items()
-    ]  # fmt: skip
-    header = ["arch", "MACs kept", "method", "distill", "Dice per seed", "worst"]
-    return format_table(header, body, title=title)
 
 
 if __name__ == "__main__":

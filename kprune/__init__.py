@@ -22,6 +22,7 @@ from kprune.export import ExportResult, export_saved_model, export_tflite
 from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as graph
 from kprune.handlers import LayerHandler, register_handler
+from kprune.learning import learn_importance
 from kprune.litert import TFLiteBenchmark, benchmark_tflite, verify_tflite
 from kprune.masks import masks_plan, set_masks
 from kprune.planner import plan as plan
@@ -58,6 +59,7 @@ __all__ = [
     "graph",
     "handlers",
     "layers",
+    "learn_importance",
     "masks_plan",
     "set_masks",
     "unwrap",

@@ -53,8 +53,11 @@ class PruningCallback(keras.callbacks.Callback):
         tolerance: instead of a fixed target, mask `step` more every update until
             `monitor` drops by more than this versus its value at `start_epoch`;
             then undo the last step and stop.
-        criterion: which channels to mask (default `"importance"`, the learned
-            multipliers; any criterion name or callable works).
+        criterion: which channels to mask (default `"l1"`; any criterion
+            name or callable works). `"importance"` masks by the learned
+            multipliers, which must have trained first (it warns otherwise):
+            masking by multipliers that have barely moved chooses worse than
+            at random (docs/results.md).
         start_epoch: first epoch that masks (0-based).
         end_epoch: epoch by which the full target is reached (default
             `start_epoch`, i.e. all at once).
@@ -91,7 +94,7 @@ class PruningCallback(keras.callbacks.Callback):
         ratio: float | None = None,
         flops: float | None = None,
         tolerance: float | None = None,
-        criterion="importance",
+        criterion="l1",
         start_epoch: int = 0,
         end_epoch: int | None = None,
         frequency: int = 1,

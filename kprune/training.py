@@ -10,7 +10,7 @@ import keras
 from kprune.distillation import Distillation
 
 
-def _fit_arguments(data, name: str) -> dict:
+def fit_arguments(data, name: str) -> dict:
     if isinstance(data, tuple) and len(data) == 2:
         return {"x": data[0], "y": data[1]}
     if isinstance(data, (list, tuple)):
@@ -18,7 +18,7 @@ def _fit_arguments(data, name: str) -> dict:
     return {"x": data}
 
 
-def _require_compiled(model: keras.Model, what: str) -> None:
+def require_compiled(model: keras.Model, what: str) -> None:
     if not getattr(model, "compiled", False):
         raise ValueError(
             f"{what} needs a compiled model: call model.compile(optimizer, loss, "
@@ -63,7 +63,7 @@ def fine_tune(
         return model if result is None else result
     if train_data is None or epochs <= 0:
         return model
-    _require_compiled(model, "fine-tuning")
+    require_compiled(model, "fine-tuning")
     trainer = model
     if distill is not None:
         trainer = distill.harness(model)
@@ -71,7 +71,7 @@ def fine_tune(
     if learning_rate is not None:
         trainer.optimizer.learning_rate = learning_rate
     trainer.fit(
-        **_fit_arguments(train_data, "train_data"), epochs=epochs, verbose=verbose
+        **fit_arguments(train_data, "train_data"), epochs=epochs, verbose=verbose
     )
     return model
 
@@ -92,9 +92,9 @@ def evaluate(
         return getattr(metric, "__name__", "metric"), float(metric(model))
     if val_data is None:
         return None
-    _require_compiled(model, "evaluating")
+    require_compiled(model, "evaluating")
     results = model.evaluate(
-        **_fit_arguments(val_data, "val_data"), return_dict=True, verbose=0
+        **fit_arguments(val_data, "val_data"), return_dict=True, verbose=0
     )
     if metric is None:
         others = [k for k in results if k != "loss"]

@@ -42,3 +42,34 @@ def test_importance_vs_l1_benchmark(tmp_path):
     assert {(r["method"], r["recalibrated"]) for r in rows} == {
         (m, flag) for m in ("l1", "importance", "bn_scale") for flag in (False, True)
     }
+
+
+@pytest.mark.slow
+@needs_nuclei
+def test_quality_nuclei_benchmark(tmp_path):
+    args = ["--seeds", "0", "--archs", "unet", "ternausnet", "--targets", "0.5"]
+    args += ["--distill", "on", "--epochs", "1", "1", "1", "--crops", "16"]
+    out = run_benchmark("quality_nuclei.py", args + ["--json", "q.json"], tmp_path)
+    assert "Dice per seed" in out
+    rows = json.loads((tmp_path / "q.json").read_text())
+    methods = {"l1_global", "l1_layer", "staged", "staged_comp", "importance"}
+    methods |= {"importance_rounds", "callback_importance", "callback_l1"}
+    assert {(r["arch"], r["method"]) for r in rows} == {
+        (a, m) for a in ("unet", "ternausnet") for m in methods
+    }
+    assert all(r["distill"] and 0.3 < r["macs_kept"] <= 0.5 for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+    reason="apt-get install dataset-fashion-mnist",
+)
+def test_quality_fashion_benchmark(tmp_path):
+    args = ["--seeds", "0", "--targets", "0.5", "--train-size", "256"]
+    args += ["--methods", "l1_global", "importance", "callback_l1"]
+    args += ["--distill", "both", "--epochs", "1", "1", "1"]
+    out = run_benchmark("quality_fashion.py", args + ["--json", "f.json"], tmp_path)
+    assert "accuracy per seed" in out
+    rows = json.loads((tmp_path / "f.json").read_text())
+    assert len(rows) == 6 and all(0.0 <= r["score"] <= 1.0 for r in rows)

@@ -1,0 +1,135 @@
+"""Pruning methods against each other on the full Fashion-MNIST (Debian's files).
+
+    apt-get install dataset-fashion-mnist          # 70,000 images, once
+    python benchmarks/quality_fashion.py                     # seeds 0 1, 25% and 10%
+    python benchmarks/quality_fashion.py --seeds 0 --targets 0.1 \\
+        --methods l1_global staged --distill off --json out/fashion.json
+
+A VGG-style CNN (six 3x3 conv-BN-ReLU layers of 32-32-64-64-128-128 filters,
+a max-pool after each pair, global average pooling, Dense 10; about 288k
+parameters and 29M MACs) trains `TRAIN` epochs (Adam 1e-3, batch 128) on the
+60,000 training images. A wrapped copy (init "ones", L1 1e-4) learns its
+multipliers alone for `WRAP` epochs (`kprune.learn_importance`, Adam 1e-2) for
+the methods that read them. Each method of
+`benchmarks/methods.py` then prunes to every `--targets` share of the MACs and
+fine-tunes `TUNE` epochs in all (Adam 1e-3), with and without distillation
+from the unpruned model. The score is the accuracy on the 10,000 test images.
+`--train-size` trains on the first N images only (for a quick look).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+from common import write_json  # noqa: E402
+from methods import METHODS, WRAPPED, Harness, name, results_table  # noqa: E402
+
+import kprune  # noqa: E402
+
+
+def vgg_style(classes: int = 10) -> keras.Model:
+    """Six conv-BN-ReLU layers (32-32-64-64-128-128), three max-pools, GAP."""
+    inputs = keras.Input((28, 28, 1))
+    x = inputs
+    for stage, width in enumerate((32, 64, 128)):
+        for k in "ab":
+            x = kprune.zoo.conv_bn_relu(x, width, name=f"conv{stage + 1}{k}")
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(classes, activation="softmax", name="classes")(x)
+    return keras.Model(inputs, outputs, name="vgg_style")
+
+
+def compiled(model, lr=1e-3):
+    model.compile(
+        keras.optimizers.Adam(lr),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def accuracy(model, x, y) -> float:
+    return float((model.predict(x, batch_size=512, verbose=0).argmax(-1) == y).mean())
+
+
+def run_seed(seed, args) -> list[dict]:
+    train_epochs, wrap_epochs, tune = args.epochs
+    (x, y), (xt, yt) = kprune.datasets.fashion_mnist()
+    if args.train_size:
+        x, y = x[: args.train_size], y[: args.train_size]
+    harness = Harness((x, y), compiled, batch=128)
+    teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
+    keras.utils.set_random_seed(seed)
+    model = harness.fit(vgg_style(), train_epochs)
+    base = {"accuracy": accuracy(model, xt, yt), "macs": kprune.profile(model).macs}
+    keras.utils.set_random_seed(seed)
+    wrapped = compiled(kprune.wrap(model, regularizer=1e-4))
+    kprune.learn_importance(wrapped, (x, y), wrap_epochs, batch_size=128)
+    rows = []
+    for target, method, distilled in itertools.product(
+        args.targets, args.methods, teachers
+    ):
+        keras.utils.set_random_seed(seed)
+        teacher = model if distilled else None
+        small = harness.prune(method, model, wrapped, target, tune, teacher)
+        rows.append(
+            {
+                "seed": seed,
+                "target": target,
+                "method": method,
+                "init": "ones" if method in WRAPPED else None,
+                "distill": distilled,
+                "macs_kept": kprune.profile(small).macs / base["macs"],
+                "score": accuracy(small, xt, yt),
+                "unpruned": base["accuracy"],
+            }
+        )
+        r = rows[-1]
+        print(
+            f"seed {seed} {target:.0%} {name(r)}{' +distill' if distilled else ''}: "
+            f"test accuracy {r['score']:.4f} (unpruned {r['unpruned']:.4f}, "
+            f"MACs kept {r['macs_kept']:.3f})",
+            flush=True,
+        )
+    return rows
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.1])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--distill", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        nargs=3,
+        default=[6, 1, 5],
+        metavar=("TRAIN", "WRAP", "TUNE"),
+        help="epochs of training, of the wrapped model, of fine-tuning",
+    )
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    rows = [row for seed in args.seeds for row in run_seed(seed, args)]
+    seconds = time.perf_counter() - start
+    title = (
+        f"Fashion-MNIST test accuracy, {args.epochs[2]} epochs of fine-tuning "
+        f"({seconds:.0f} s)"
+    )
+    print(results_table(rows, title, score="accuracy", group=()))
+    write_json(args.json, rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

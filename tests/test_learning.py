@@ -1,0 +1,62 @@
+"""learn_importance: the multipliers' own learning phase."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import kprune
+
+
+def planted(seed=0):
+    """conv(8) -> BN -> ReLU -> conv(1): channels 4..7 of the first conv feed
+    nothing (their weights in the second conv are zero)."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((8, 8, 2))
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(inp)
+    x = layers.ReLU()(layers.BatchNormalization(name="bn")(x))
+    out = layers.Conv2D(1, 1, name="head")(x)
+    model = keras.Model(inp, out)
+    kernel, bias = model.get_layer("head").get_weights()
+    kernel[..., 4:, :] = 0.0
+    model.get_layer("head").set_weights([kernel, bias])
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(256, 8, 8, 2)).astype("float32")
+    y = model.predict(x, verbose=0)  # the model is exact for its own outputs
+    return model, (x, y + rng.normal(0, 0.05, y.shape).astype("float32"))
+
+
+def test_the_phase_ranks_the_filters_that_feed_nothing_last():
+    model, data = planted()
+    wrapped = kprune.wrap(model, regularizer=1e-3)
+    wrapped.compile(keras.optimizers.SGD(0.1), "mse")
+    frozen = {
+        v.path: np.array(v) for v in wrapped.weights if "importance" not in v.path
+    }
+    flags = [layer.trainable for layer in wrapped.layers]
+    kprune.learn_importance(wrapped, data, epochs=8, batch_size=32)
+    scale = kprune.layers.wrapped_layers(wrapped)[0].scale()
+    assert scale[4:].max() < 0.5 * scale[:4].min(), scale
+    plan = kprune.plan(wrapped, criterion="importance", ratio=0.5)
+    assert set(plan.groups["c1"].keep) == {0, 1, 2, 3}
+    # Nothing but the multipliers moved; flags and compile settings are back.
+    for v in wrapped.weights:
+        if v.path in frozen and "pruning_state" not in v.path:
+            np.testing.assert_array_equal(np.array(v), frozen[v.path], err_msg=v.path)
+    assert [layer.trainable for layer in wrapped.layers] == flags
+    assert isinstance(wrapped.optimizer, keras.optimizers.SGD)
+    assert len(wrapped.trainable_weights) > len(kprune.layers.wrapped_layers(wrapped))
+
+
+def test_bad_arguments():
+    model, data = planted()
+    with pytest.raises(ValueError, match="kprune.wrap"):
+        kprune.learn_importance(model, data)
+    wrapped = kprune.wrap(model)
+    with pytest.raises(ValueError, match="compiled model"):
+        kprune.learn_importance(wrapped, data)
+    wrapped.compile("adam", "mse")
+    with pytest.raises(ValueError, match="epochs must be"):
+        kprune.learn_importance(wrapped, data, epochs=0)
+    with pytest.raises(ValueError, match="learning_rate must be"):
+        kprune.learn_importance(wrapped, data, learning_rate=0)

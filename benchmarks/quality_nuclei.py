@@ -61,6 +61,7 @@ def run_seed(seed, args) -> list[dict]:
     (x, y), (xv, yv) = kprune.datasets.nuclei_tiles(crops=args.crops, seed=seed)
     harness = Harness((x, y[..., None].astype("float32")), compiled, batch=16)
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
+    distilled_methods = args.distill_methods or args.methods
     rows = []
     for arch in args.archs:
         keras.utils.set_random_seed(seed)
@@ -75,6 +76,8 @@ def run_seed(seed, args) -> list[dict]:
             for target, method, distilled in itertools.product(
                 args.targets, methods, teachers
             ):
+                if distilled and method not in distilled_methods:
+                    continue
                 keras.utils.set_random_seed(seed)
                 teacher = model if distilled else None
                 small = harness.prune(method, model, wrapped, target, tune, teacher)
@@ -111,6 +114,12 @@ def main(argv=None):
     parser.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.05, 0.02])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--distill", choices=("off", "on", "both"), default="both")
+    parser.add_argument(
+        "--distill-methods",
+        nargs="+",
+        choices=METHODS,
+        help="distil only these methods (default: every method)",
+    )
     parser.add_argument(
         "--inits",
         nargs="+",

@@ -11,7 +11,7 @@ majority class and predicts background everywhere, worse than a random choice
 
 `learn_importance` gives the multipliers a phase of their own: every other
 weight frozen (BatchNorms in inference mode), the multipliers alone trained
-with their L1 penalty at a higher learning rate. The task loss then holds up
+under a strong L1 penalty at a higher learning rate. The task loss then holds up
 the multipliers of the filters it needs while the penalty drives the others
 down, and the spread is wide enough to rank.
 """
@@ -32,6 +32,7 @@ def learn_importance(
     learning_rate: float = 1e-2,
     batch_size: int | None = None,
     verbose: int = 0,
+    penalty: float | None = 1e-2,
 ) -> keras.Model:
     """Train only the importance multipliers of `wrapped`, in place.
 
@@ -45,6 +46,11 @@ def learn_importance(
             rank).
         batch_size: for `(x, y)` data (default Keras' 32).
         verbose: passed to `fit`.
+        penalty: the L1 weight on the multipliers during the phase (it
+            replaces the one `wrap` gave them, which comes back after); None
+            keeps `wrap`'s. Strong enough that only the multipliers the task
+            needs resist it: on the nuclei U-Net at 5% of its MACs, 1e-2 held
+            in 2 seeds of 2 where 1e-3 and 1e-4 collapsed in one.
 
     Returns:
         `wrapped`, its multipliers trained. Every other weight, the
@@ -64,10 +70,21 @@ def learn_importance(
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}")
     if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0; got {learning_rate!r}")
+    if penalty is not None and (
+        isinstance(penalty, bool)
+        or not isinstance(penalty, (int, float))
+        or penalty < 0
+    ):
+        raise ValueError(f"penalty must be a number >= 0 or None; got {penalty!r}")
     config = wrapped.get_compile_config()
     flags = {id(layer): layer.trainable for layer in keras_graph.all_layers(wrapped)}
+    multipliers = [w.importance for w in wrapped_layers(wrapped)]
+    penalties = [v.regularizer for v in multipliers]
     try:
         _freeze_all_but_multipliers(wrapped)
+        if penalty is not None:
+            for variable in multipliers:
+                variable.regularizer = keras.regularizers.L1(float(penalty))
         wrapped.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=wrapped.loss,
@@ -81,6 +98,8 @@ def learn_importance(
             **sizing,
         )
     finally:
+        for variable, regularizer in zip(multipliers, penalties):
+            variable.regularizer = regularizer
         for layer in keras_graph.all_layers(wrapped):
             layer.trainable = flags.get(id(layer), layer.trainable)
         wrapped.compile_from_config(config)

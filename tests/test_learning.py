@@ -34,7 +34,7 @@ def test_the_phase_ranks_the_filters_that_feed_nothing_last():
         v.path: np.array(v) for v in wrapped.weights if "importance" not in v.path
     }
     flags = [layer.trainable for layer in wrapped.layers]
-    kprune.learn_importance(wrapped, data, epochs=8, batch_size=32)
+    kprune.learn_importance(wrapped, data, epochs=8, batch_size=32, penalty=None)
     scale = kprune.layers.wrapped_layers(wrapped)[0].scale()
     assert scale[4:].max() < 0.5 * scale[:4].min(), scale
     plan = kprune.plan(wrapped, criterion="importance", ratio=0.5)
@@ -60,3 +60,47 @@ def test_bad_arguments():
         kprune.learn_importance(wrapped, data, epochs=0)
     with pytest.raises(ValueError, match="learning_rate must be"):
         kprune.learn_importance(wrapped, data, learning_rate=0)
+    with pytest.raises(ValueError, match="penalty must be"):
+        kprune.learn_importance(wrapped, data, penalty=-1)
+
+
+def test_the_phase_penalty_replaces_the_wraps_for_its_duration():
+    model, data = planted()
+    wrapped = kprune.wrap(model, regularizer=1e-6)
+    wrapped.compile("sgd", "mse")
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            layer = kprune.layers.wrapped_layers(wrapped)[0]
+            seen.append(float(layer.importance.regularizer.l1))
+
+    original = wrapped.fit
+    wrapped.fit = lambda *a, **k: original(*a, **{**k, "callbacks": [Spy()]})
+    kprune.learn_importance(wrapped, data, epochs=1, penalty=0.5)
+    assert seen and set(seen) == {0.5}
+    layer = kprune.layers.wrapped_layers(wrapped)[0]
+    assert float(layer.importance.regularizer.l1) == pytest.approx(1e-6)
+
+
+def test_a_short_joint_fit_cannot_rank_but_the_phase_can():
+    """Issue 11's failure in small: trained with the network for a few dozen
+    Adam updates, the multipliers of filters that feed nothing sit among the
+    others (Adam moves each by about the learning rate per step, so the L1
+    pull cannot separate them), and ranking by them keeps useless filters.
+    The phase of their own puts those filters last."""
+    model, data = planted()
+    joint = kprune.wrap(model, regularizer=1e-4)
+    joint.compile(keras.optimizers.Adam(1e-3), "mse")
+    joint.fit(*data, epochs=8, batch_size=32, verbose=0)  # 64 updates
+    scale = kprune.layers.wrapped_layers(joint)[0].scale()
+    assert scale.max() - scale.min() < 0.15, scale  # they barely moved
+    assert scale[4:].max() > 0.8 * scale[:4].min(), scale  # no gap to rank by
+
+    phased = kprune.wrap(model, regularizer=1e-4)
+    phased.compile(keras.optimizers.Adam(1e-3), "mse")
+    kprune.learn_importance(phased, data, epochs=8, batch_size=32)
+    scale = kprune.layers.wrapped_layers(phased)[0].scale()
+    assert scale[4:].max() < 0.8 * scale[:4].min(), scale  # a gap to rank by
+    plan = kprune.plan(phased, criterion="importance", ratio=0.5)
+    assert set(plan.groups["c1"].keep) == {0, 1, 2, 3}

@@ -244,6 +244,31 @@ def test_prune_to_tolerance_on_a_tiny_budget(user_model):
 
 
 @pytest.mark.slow
+def test_importance_learned_then_rounds_with_distillation(user_model):
+    """Issue 11's path on what users bring: learn the multipliers, prune by
+    them through the tolerance loop (the model stays wrapped), distil from the
+    unpruned model."""
+    wrapped = compiled(kprune.wrap(user_model, regularizer=1e-4))
+    kprune.learn_importance(wrapped, labelled(), epochs=1, batch_size=32)
+    small, report = kprune.prune_to_tolerance(
+        wrapped,
+        labelled(),
+        labelled(32, seed=1),
+        tolerance=1.0,
+        criterion="importance",
+        step=0.3,
+        max_rounds=2,
+        distill=user_model,
+        verbose=0,
+    )
+    assert [r.criterion for r in report.rounds[1:]] == ["importance"] * 2
+    assert kprune.layers.is_wrapped(small)
+    plain = kprune.unwrap(small)
+    assert plain.count_params() == report.final.params < user_model.count_params()
+    assert_same_outputs(small, plain, images())
+
+
+@pytest.mark.slow
 def test_staged_saliency_then_similarity(user_model):
     staged = kprune.Staged([("l1", 1), ("similarity", 1)], step=0.3)
     small, report = staged.run(

@@ -73,3 +73,15 @@ def test_quality_fashion_benchmark(tmp_path):
     assert "accuracy per seed" in out
     rows = json.loads((tmp_path / "f.json").read_text())
     assert len(rows) == 6 and all(0.0 <= r["score"] <= 1.0 for r in rows)
+
+
+@pytest.mark.slow
+@needs_nuclei
+def test_tolerance_nuclei_benchmark(tmp_path):
+    args = ["--archs", "unet", "--train-epochs", "1", "--max-rounds", "1"]
+    args += ["--crops", "16", "--json", "t.json"]
+    out = run_benchmark("tolerance_nuclei.py", args, tmp_path)
+    assert "LiteRT ms" in out
+    (result,) = json.loads((tmp_path / "t.json").read_text())
+    assert result["after"]["flops"] <= result["before"]["flops"]
+    assert result["before"]["tflite_kib"] > 0 and result["after"]["latency_ms"] > 0

@@ -263,17 +263,12 @@ def soft_loss(teacher_out, student_out, form: tuple, temperature: float):
     else:
         if not from_logits:
             t, s = _logit(t), _logit(s)
-        p = ops.sigmoid(t / temperature)
-        # binary KL(p || q) from logits: stable through log_sigmoid
-        log_q, log_not_q = (
-            ops.log_sigmoid(s / temperature),
-            ops.log_sigmoid(-s / temperature),
+        t, s = t / temperature, s / temperature
+        # binary KL(p || q) from logits, stable through log_sigmoid
+        p = ops.sigmoid(t)
+        divergence = p * (ops.log_sigmoid(t) - ops.log_sigmoid(s)) + (1 - p) * (
+            ops.log_sigmoid(-t) - ops.log_sigmoid(-s)
         )
-        log_p, log_not_p = (
-            ops.log_sigmoid(t / temperature),
-            ops.log_sigmoid(-t / temperature),
-        )
-        divergence = p * (log_p - log_q) + (1 - p) * (log_not_p - log_not_q)
     return temperature**2 * ops.mean(divergence)
 
 

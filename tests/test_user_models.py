@@ -269,6 +269,19 @@ def test_importance_learned_then_rounds_with_distillation(user_model):
 
 
 @pytest.mark.slow
+def test_learn_importance_and_distiller_on_any_image_size(any_size_model):
+    wrapped = compiled(kprune.wrap(any_size_model, regularizer=1e-4))
+    before = [w.scale().copy() for w in kprune.layers.wrapped_layers(wrapped)]
+    kprune.learn_importance(wrapped, labelled(), epochs=1, batch_size=32)
+    after = [w.scale() for w in kprune.layers.wrapped_layers(wrapped)]
+    assert any(not np.allclose(a, b) for a, b in zip(after, before))
+    small = kprune.shrink(wrapped, kprune.plan(wrapped, "importance", ratio=0.5))
+    distiller = compiled(kprune.Distiller(small, teacher=any_size_model))
+    distiller.fit(*labelled(), epochs=1, batch_size=32, verbose=0)
+    assert kprune.unwrap(small).count_params() < any_size_model.count_params()
+
+
+@pytest.mark.slow
 def test_staged_saliency_then_similarity(user_model):
     staged = kprune.Staged([("l1", 1), ("similarity", 1)], step=0.3)
     small, report = staged.run(

@@ -30,7 +30,28 @@ def nuclei_parser(description: str, default_seeds=(0, 1)) -> argparse.ArgumentPa
     parser.add_argument("--seeds", type=int, nargs="+", default=list(default_seeds))
     parser.add_argument("--crops", type=int, default=512, help="training crops")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    return add_eager_flag(parser)
+
+
+def add_eager_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add `--eager`: run Keras steps eagerly instead of tracing them. Only
+    for the smoke tests, whose few steps cost less than one trace."""
+    parser.add_argument(
+        "--eager",
+        action="store_true",
+        help="run without graph tracing (faster for a few steps; for smoke tests)",
+    )
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, switching TensorFlow to eager when `--eager`."""
+    args = parser.parse_args(argv)
+    if getattr(args, "eager", False):
+        import tensorflow as tf
+
+        tf.config.run_functions_eagerly(True)
+    return args
 
 
 def over_seeds(run_seed, args) -> tuple[list, float]:

@@ -20,7 +20,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-from common import dice, nuclei_parser, over_seeds, write_json  # noqa: E402
+from common import dice, nuclei_parser, over_seeds, parse_args, write_json  # noqa: E402
 
 import kprune  # noqa: E402
 from kprune.report import format_table  # noqa: E402
@@ -75,7 +75,7 @@ def main(argv=None):
         metavar=("TRAIN", "WRAPPED", "TUNE"),
         help="epochs of training, of the wrapped model, of fine-tuning",
     )
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     rows, seconds = over_seeds(run_seed, args)
     print(
         format_table(

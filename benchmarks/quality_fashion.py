@@ -14,7 +14,8 @@ the methods that read them. Each method of
 `benchmarks/methods.py` then prunes to every `--targets` share of the MACs and
 fine-tunes `TUNE` epochs in all (Adam 1e-3), with and without distillation
 from the unpruned model. The score is the accuracy on the 10,000 test images.
-`--train-size` trains on the first N images only (for a quick look).
+`--train-size` trains on the first N images only, `--test-size` scores on the
+first N test images (for a quick look).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-from common import write_json  # noqa: E402
+from common import add_eager_flag, parse_args, write_json  # noqa: E402
 from methods import METHODS, WRAPPED, Harness, name, results_table  # noqa: E402
 
 import kprune  # noqa: E402
@@ -63,6 +64,8 @@ def run_seed(seed, args) -> list[dict]:
     (x, y), (xt, yt) = kprune.datasets.fashion_mnist()
     if args.train_size:
         x, y = x[: args.train_size], y[: args.train_size]
+    if args.test_size:
+        xt, yt = xt[: args.test_size], yt[: args.test_size]
     harness = Harness((x, y), compiled, batch=128)
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
     keras.utils.set_random_seed(seed)
@@ -113,6 +116,7 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--distill", choices=("off", "on", "both"), default="both")
     parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument(
         "--epochs",
         type=int,
@@ -122,7 +126,7 @@ def main(argv=None):
         help="epochs of training, of the wrapped model, of fine-tuning",
     )
     parser.add_argument("--json", help="also write the rows to this JSON file")
-    args = parser.parse_args(argv)
+    args = parse_args(add_eager_flag(parser), argv)
     start = time.perf_counter()
     rows = [row for seed in args.seeds for row in run_seed(seed, args)]
     seconds = time.perf_counter() - start

@@ -38,7 +38,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-from common import dice, nuclei_parser, write_json  # noqa: E402
+from common import dice, nuclei_parser, parse_args, write_json  # noqa: E402
 from methods import METHODS, WRAPPED, Harness, name, results_table  # noqa: E402
 
 import kprune  # noqa: E402
@@ -135,7 +135,7 @@ def main(argv=None):
         metavar=("TRAIN", "WRAP", "TUNE"),
         help="epochs of training, of the wrapped model, of fine-tuning",
     )
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     start = time.perf_counter()
     rows = [row for seed in args.seeds for row in run_seed(seed, args)]
     seconds = time.perf_counter() - start

@@ -17,7 +17,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-from common import dice, nuclei_parser, over_seeds, write_json  # noqa: E402
+from common import dice, nuclei_parser, over_seeds, parse_args, write_json  # noqa: E402
 
 import kprune  # noqa: E402
 from kprune.report import format_table  # noqa: E402
@@ -48,7 +48,7 @@ def main(argv=None):
     parser = nuclei_parser(__doc__.splitlines()[0])
     parser.add_argument("--flops", type=float, nargs="+", default=[0.5, 0.25, 0.1])
     parser.add_argument("--epochs", type=int, default=12)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     rows, seconds = over_seeds(run_seed, args)
     print(
         format_table(

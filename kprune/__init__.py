@@ -17,6 +17,7 @@ The flat public API (see docs/ and shared/DESIGN.md):
 from kprune import criteria, datasets, handlers, layers, zoo
 from kprune.callbacks import PruningCallback
 from kprune.criteria import register_criterion
+from kprune.curves import Sensitivity
 from kprune.distillation import Distillation, Distiller
 from kprune.export import ExportResult, export_saved_model, export_tflite
 from kprune.graph import ChannelGraph, Group
@@ -31,8 +32,10 @@ from kprune.profile import Profile
 from kprune.profile import profile as profile
 from kprune.recalibration import recalibrate
 from kprune.report import PruningReport
+from kprune.sensitivity import sensitivity
 from kprune.staged import Staged
 from kprune.surgery import prune, shrink, zero_pruned
+from kprune.sweep import Sweep, sweep
 from kprune.tolerance import prune_to_tolerance
 from kprune.version import __version__
 from kprune.wrapping import unwrap, wrap
@@ -52,7 +55,9 @@ __all__ = [
     "PruningCallback",
     "PruningPlan",
     "PruningReport",
+    "Sensitivity",
     "Staged",
+    "Sweep",
     "__version__",
     "criteria",
     "datasets",
@@ -71,8 +76,10 @@ __all__ = [
     "prune",
     "prune_to_tolerance",
     "recalibrate",
+    "sensitivity",
     "register_criterion",
     "register_handler",
     "shrink",
+    "sweep",
     "zero_pruned",
 ]

@@ -24,10 +24,12 @@ from kprune.distillation import Distiller
 from kprune.graph import graph as build_graph
 from kprune.layers import wrapped_layers
 from kprune.masks import masked_units, masks_plan, set_masks
+from kprune.messages import check_verbose, say
 from kprune.planner import check_options
 from kprune.planner import plan as make_plan
 from kprune.rounds import ToleranceRule
 from kprune.schedules import RampSchedule, ToleranceSchedule
+from kprune.tensorboard import PruningLog, log_dir_of
 
 # Indices into every wrapper's pruning_state vector.
 BASELINE, TARGET, STOPPED, STEPS = range(4)
@@ -75,12 +77,20 @@ class PruningCallback(keras.callbacks.Callback):
         mode: `"max"` when higher values of `monitor` are better, `"min"` when
             lower are; `"auto"` (default; as in Keras' `EarlyStopping`) reads
             it from a loss or a compiled Keras metric and otherwise raises.
-
-        `end_epoch`, `update_every`, `schedule` and `power` apply to `ratio=`
-        and `flops=` targets; `step`, `monitor`, `relative` and `mode` to
-        `tolerance=`. Giving one that the target would ignore raises.
+            (`end_epoch`, `update_every`, `schedule` and `power` apply to
+            `ratio=` and `flops=` targets; `step`, `monitor`, `relative` and
+            `mode` to `tolerance=`. Giving one that the target would ignore
+            raises.)
         data: data for data-driven criteria (`taylor`, `apoz`).
-        verbose: 1 prints a line per masking step.
+        verbose: 0 silent; 1 or 2 print a line per masking step (the bar is
+            `fit`'s own).
+        tensorboard: a log directory, or the `keras.callbacks.TensorBoard`
+            of the same `fit`: each epoch, the FLOPs and channels kept, the
+            channels of every group and the importance multipliers (as
+            histograms) go to `<log_dir>/pruning`. (Without it, the epoch logs
+            still carry `pruning_flops_kept`, `pruning_kept_channels` and
+            `pruning_target`, which a TensorBoard callback placed after this
+            one writes as well.)
         **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ..., and
             the criterion's options).
 
@@ -107,9 +117,11 @@ class PruningCallback(keras.callbacks.Callback):
         mode: str | None = None,
         data=None,
         verbose: int = 0,
+        tensorboard=None,
         **plan_options,
     ):
         super().__init__()
+        tensorboard = log_dir_of(tensorboard)  # a path, as the config keeps it
         self._arguments = {
             key: value
             for key, value in locals().items()
@@ -140,8 +152,10 @@ class PruningCallback(keras.callbacks.Callback):
         if get_criterion(criterion).needs_data and data is None:
             raise ValueError(f"criterion {criterion!r} needs data=")
         check_options(PruningCallback, plan_options, [criterion], sets=CALLBACK_SETS)
-        self.criterion, self.data, self.verbose = criterion, data, verbose
+        self.criterion, self.data = criterion, data
+        self.verbose = check_verbose(verbose)
         self.plan_options = plan_options
+        self._log = None if tensorboard is None else PruningLog(tensorboard)
         self._graph = None
         self._epoch = 0
 
@@ -208,6 +222,27 @@ class PruningCallback(keras.callbacks.Callback):
         if isinstance(self.schedule_, ToleranceSchedule) and self.schedule_.due(epoch):
             self._tolerance_step(epoch, logs)
         logs.update(self._figures())
+        if self._log is not None:
+            self._write_log(epoch)
+
+    def on_train_end(self, logs=None):
+        if self._log is not None:
+            self._log.close()
+
+    def _write_log(self, epoch: int) -> None:
+        plan = masks_plan(self._pruned, self._graph)
+        scalars = {
+            k.replace("pruning_", "pruning/"): v for k, v in self._figures().items()
+        }
+        for group in self._graph.prunable:
+            decision = plan.groups.get(group.name)
+            kept = group.size if decision is None else len(decision.keep)
+            scalars[f"kept_channels/{group.name}"] = kept
+        histograms = {
+            f"importance/{w.name}": keras.ops.convert_to_numpy(w.importance)
+            for w in self._wrappers
+        }
+        self._log.write(epoch, scalars, histograms)
 
     # ---------------------------------------------------------------- masks
     def _state(self) -> np.ndarray:
@@ -236,13 +271,12 @@ class PruningCallback(keras.callbacks.Callback):
         state = self._state()
         state[TARGET], state[STEPS] = target, state[STEPS] + 1
         self._set_state(state)
-        if self.verbose:
-            print(
-                f"PruningCallback {when}: target {target:.3f}, kept "
-                f"{plan.channels_after}/{plan.channels_before} channels, FLOPs "
-                f"{plan.flops_ratio:.3f}",
-                flush=True,
-            )
+        say(
+            f"PruningCallback {when}: target {target:.3f}, kept "
+            f"{plan.channels_after}/{plan.channels_before} channels, FLOPs "
+            f"{plan.flops_ratio:.3f}",
+            self.verbose,
+        )
 
     def _warn_if_untrained(self) -> None:
         """Warn once when masking by multipliers that have not moved yet."""
@@ -283,13 +317,12 @@ class PruningCallback(keras.callbacks.Callback):
             state = self._state()
             state[STOPPED] = 1.0
             self._set_state(state)
-            if self.verbose:
-                print(
-                    f"PruningCallback epoch {epoch}: {self.monitor} dropped by "
-                    f"{rule.drop(value):.4f} > {rule.limit:.4f}; undid the last "
-                    "step and stopped",
-                    flush=True,
-                )
+            say(
+                f"PruningCallback epoch {epoch}: {self.monitor} dropped by "
+                f"{rule.drop(value):.4f} > {rule.limit:.4f}; undid the last "
+                "step and stopped",
+                self.verbose,
+            )
             return
         for wrapper in self._wrappers:  # the snapshot a rollback restores
             wrapper.previous_mask.assign(wrapper.channel_mask)

@@ -13,6 +13,7 @@ MODES = ("auto", "max", "min")
 _MEANING = {
     "ratio": "the share of channels to remove",
     "flops": "the share of FLOPs to keep",
+    "ratios": "a share of channels to remove per group",
     "tolerance": "the largest allowed drop of the metric",
 }
 
@@ -92,5 +93,31 @@ def check_settings(**given) -> None:
             raise ValueError(message.format(value=value))
 
 
+def check_shares(name: str, values) -> list[float]:
+    """A non-empty list or tuple of `name=` settings (`"ratio"`, `"flops"`),
+    each checked; returns them sorted, without repeats. A ratio of 0 (the
+    unpruned model, which is measured anyway) is refused."""
+    listed = list(values) if isinstance(values, (list, tuple)) else None
+    if not listed:
+        raise ValueError(
+            f"give a non-empty list of {name} values ({_MEANING[name]}); got {values!r}"
+        )
+    for value in listed:
+        check_settings(**{name: value})
+        if name == "ratio" and value == 0:
+            raise ValueError("ratios must be > 0: the unpruned model is the baseline")
+    return sorted(set(float(v) for v in listed))
+
+
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_span(start_epoch, end_epoch, frequency, update_every) -> None:
+    """The epochs and frequencies of a schedule are consistent."""
+    if start_epoch < 0 or end_epoch < start_epoch:
+        raise ValueError(
+            f"need 0 <= start_epoch <= end_epoch; got {start_epoch}, {end_epoch}"
+        )
+    if frequency < 1 or (update_every is not None and update_every < 1):
+        raise ValueError("frequency and update_every must be >= 1")

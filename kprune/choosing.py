@@ -62,6 +62,13 @@ class Chooser:
             wanted = [g.size - int(ratio * g.size) for g in self.groups]
         return {g.name: self._count(g.size, n) for g, n in zip(self.groups, wanted)}
 
+    def counts_each(self, ratios: dict[str, float]) -> dict[str, int]:
+        """How many units each group keeps when `ratios[group]` of them go."""
+        return {
+            g.name: self._count(g.size, g.size - int(ratios[g.name] * g.size))
+            for g in self.groups
+        }
+
     def keep(self, counts: dict[str, int]) -> dict[str, np.ndarray]:
         """The best-scored `counts[group]` units of each group, in channel order."""
         return {
@@ -161,3 +168,37 @@ def give_back(chooser, counts: dict, macs, budget: float) -> dict:
             closed.add(group.name)
         else:
             return counts
+
+
+def allocate(costs: dict, gains: dict, budget: float) -> dict[str, int]:
+    """How far along its steps each item goes, greedily, within a summed cost.
+
+    `costs[k][i]` and `gains[k][i]` are what taking item `k` to step `i`
+    costs and gains in all (step -1, not moving, costs and gains 0). Costs are
+    made non-decreasing and non-negative. The move with the most gain per
+    cost (free moves first, then the largest gain) is taken while the summed
+    cost stays within `budget`. Returns the step index per item (-1: none).
+    """
+    cost = {
+        k: np.maximum.accumulate(np.maximum(np.asarray(v, float), 0))
+        for k, v in costs.items()
+    }
+    gain = {k: np.asarray(v, float) for k, v in gains.items()}
+    at = {k: -1 for k in costs}
+    spent = 0.0
+    while True:
+        best, best_key = None, None
+        for k in costs:
+            here_cost = cost[k][at[k]] if at[k] >= 0 else 0.0
+            here_gain = gain[k][at[k]] if at[k] >= 0 else 0.0
+            for j in range(at[k] + 1, len(cost[k])):
+                extra, more = cost[k][j] - here_cost, gain[k][j] - here_gain
+                if more <= 0 or spent + extra > budget + 1e-12:
+                    continue
+                key = (extra <= 1e-12, more / max(extra, 1e-12), more)
+                if best_key is None or key > best_key:
+                    best, best_key = (k, j, extra), key
+        if best is None:
+            return at
+        k, j, extra = best
+        at[k], spent = j, spent + extra

@@ -20,6 +20,7 @@ from kprune.export_common import (
     plain_model,
     random_inputs,
 )
+from kprune.messages import Steps
 from kprune.report import format_table
 
 
@@ -172,6 +173,7 @@ def benchmark_tflite(
     runs: int = 50,
     warmup: int = 5,
     input_shape=None,
+    verbose: int = 1,
 ) -> TFLiteBenchmark | list[TFLiteBenchmark]:
     """Time `.tflite` files in the LiteRT interpreter.
 
@@ -185,6 +187,7 @@ def benchmark_tflite(
         warmup: untimed runs first.
         input_shape: `(H, W, C)` to time a file exported from a model built for
             any image size (`None` dimensions) at; required for such files.
+        verbose: 0 silent, 1 a progress bar over the runs, 2 a line per 10.
 
     Returns:
         A `TFLiteBenchmark`, or a list of them for a list of paths.
@@ -205,11 +208,15 @@ def benchmark_tflite(
         for _ in range(warmup):
             interpreter.invoke()
     times = [[] for _ in paths]
-    for _ in range(runs):
-        for interpreter, sink in zip(interpreters, times):
-            start = time.perf_counter()
-            interpreter.invoke()
-            sink.append((time.perf_counter() - start) * 1000)
+    with Steps("LiteRT timing", runs, verbose) as steps:
+        for run in range(runs):
+            for interpreter, sink in zip(interpreters, times):
+                start = time.perf_counter()
+                interpreter.invoke()
+                sink.append((time.perf_counter() - start) * 1000)
+            last = [f"{t[-1]:.2f}" for t in times]
+            line = f"run {run + 1}: {' / '.join(last)} ms" if run % 10 == 9 else ""
+            steps.advance(f"{' / '.join(last)} ms", line=line)
     results = [
         TFLiteBenchmark(
             path=p,

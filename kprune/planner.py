@@ -28,6 +28,7 @@ def plan(
     ratio: float | None = None,
     *,
     flops: float | None = None,
+    ratios: Mapping[str, float] | None = None,
     scope: str = "layer",
     min_channels: int = 1,
     min_share: float = 0.0,
@@ -49,6 +50,10 @@ def plan(
             or a callable `fn(group, context) -> scores`.
         ratio: share of the prunable channels to remove, in [0, 1).
         flops: share of the FLOPs to keep, in (0, 1]; instead of `ratio`.
+        ratios: a share of channels to remove per group, `{group name: share}`
+            (groups left out keep every channel); instead of `ratio` and
+            `flops`. `kprune.sensitivity(...).suggest(tolerance)` returns one.
+            Group names are those of `kprune.graph(model).explain()`.
         scope: `"layer"` removes the same share from every group; `"global"`
             ranks all channels together (scores normalised per group).
         min_channels: every group keeps at least this many channels.
@@ -86,10 +91,13 @@ def plan(
     """
     crit = get_criterion(criterion)
     check_options(plan, criterion_options, [crit])
+    check_one_target(ratio=ratio, flops=flops, ratios=ratios)
     _check_target(ratio, flops, scope, min_channels, round_to, min_share)
     _check_inputs(crit, graph, input_shape, normalize, data)
     g = graph if graph is not None else build_graph(model, input_shape)
     groups = _prunable_groups(g, exclude)
+    if ratios is not None:
+        groups = _ratio_groups(g, groups, ratios, scope)
     context = ScoringContext(
         model, g, data=data, seed=seed, reduction=reduction, **criterion_options
     )
@@ -103,12 +111,15 @@ def plan(
 
     if flops is not None:
         keep = search_flops(g, chooser, counter, flops)
+    elif ratios is not None:
+        keep = chooser.keep(chooser.counts_each(ratios))
     else:
         keep = chooser.choose(ratio)
 
     target = {
         "ratio": ratio,
         "flops": flops,
+        "ratios": None if ratios is None else dict(ratios),
         "scope": scope,
         "min_channels": min_channels,
         "min_share": min_share,
@@ -266,7 +277,6 @@ def _compensation(proposed: dict, decisions: dict) -> dict:
 
 
 def _check_target(ratio, flops, scope, min_channels, round_to, min_share=0.0):
-    check_one_target(ratio=ratio, flops=flops)
     check_settings(ratio=ratio, flops=flops)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}; got {scope!r}")
@@ -295,6 +305,35 @@ def _prunable_groups(g: ChannelGraph, exclude) -> list[Group]:
         )
     skip = set(exclude)
     return [grp for grp in g.prunable if not any(m.name in skip for m in grp.members)]
+
+
+def _ratio_groups(g: ChannelGraph, groups, ratios, scope) -> list[Group]:
+    """The groups `ratios` names (checked): per-group shares to remove."""
+    if not isinstance(ratios, Mapping):
+        raise TypeError(
+            "ratios must map group names to shares of channels to remove, e.g. "
+            f"{{'conv1': 0.5}}; got {type(ratios).__name__}"
+        )
+    if scope != "layer":
+        raise ValueError(
+            "ratios= sets each group's share itself; it cannot be ranked "
+            "globally: leave scope='layer'"
+        )
+    by_name = {grp.name: grp for grp in groups}
+    unknown = [name for name in ratios if name not in by_name]
+    if unknown:
+        frozen = [name for name in unknown if name in {x.name for x in g.groups}]
+        raise ValueError(
+            f"ratios names groups that cannot be pruned here: {unknown}"
+            + (f" ({frozen} are frozen or excluded)" if frozen else "")
+            + f". Prunable groups: {sorted(by_name)}"
+        )
+    for name, share in ratios.items():
+        try:
+            check_settings(ratio=share)
+        except ValueError as error:
+            raise ValueError(f"ratios[{name!r}]: {error}") from None
+    return [by_name[name] for name in ratios]
 
 
 def _checked_scores(crit, group, context) -> np.ndarray:

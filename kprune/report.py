@@ -5,8 +5,14 @@ Profiles, plans, pruning reports and benchmarks all print through `format_table`
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
+
+from matplotlib.ticker import MaxNLocator
+
+from kprune import htmlpage
+from kprune.plots import draw_kept_channels, figure_png, new_figure, save_figure
 
 
 def format_table(
@@ -66,6 +72,28 @@ def _is_number(text: str) -> bool:
     return True
 
 
+class JsonResult:
+    """`to_json`/`from_json` of kprune's results, which define `to_dict` (with
+    a `"kind"` key) and `from_dict`."""
+
+    def to_json(self, path: str | None = None) -> str:
+        """The result as JSON; also written to `path` when given."""
+        text = json.dumps(self.to_dict(), indent=1)
+        if path:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str):
+        """Read `to_json`'s output (a JSON string or a file path)."""
+        text = text_or_path
+        if not text.lstrip().startswith("{"):
+            with open(text_or_path) as f:
+                text = f.read()
+        return cls.from_dict(json.loads(text))
+
+
 @dataclass
 class Round:
     """One pruning round: what was tried and what it gave.
@@ -93,16 +121,23 @@ class Round:
 
 
 @dataclass
-class PruningReport:
+class PruningReport(JsonResult):
     """The rounds of an iterative pruning run. Plain data; prints as a table.
 
     Attributes:
         metric_name: what `metric` measures (e.g. "accuracy").
         rounds: round 0 is the baseline, then one `Round` per round tried.
+        title: what ran (`"prune_to_tolerance"`, `"Staged"`), and on which model.
+        channels: per group, `[channels before, channels after]`.
+        latency_ms: measured latencies, `{"before": ms, "after": ms}`, when
+            someone measured them (the `kprune prune --latency` command does).
     """
 
     metric_name: str = "metric"
     rounds: list[Round] = field(default_factory=list)
+    title: str = ""
+    channels: dict[str, list[int]] = field(default_factory=dict)
+    latency_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def baseline(self) -> Round | None:
@@ -120,6 +155,10 @@ class PruningReport:
 
     def table(self) -> str:
         """One row per round: criterion, step, params, MACs, FLOPs, metric."""
+        return format_table(*self.table_data())
+
+    def table_data(self) -> tuple[list, list]:
+        """`(headers, rows)` of `table()`, for other renderers."""
         rows = [
             (
                 r.round,
@@ -145,11 +184,75 @@ class PruningReport:
             "accepted",
             "note",
         ]
-        return format_table(headers, rows)
+        return headers, rows
 
     def __str__(self) -> str:
         return self.table()
 
     def to_dict(self) -> dict:
         """The report as plain Python data."""
-        return asdict(self)
+        return {"kind": "pruning", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PruningReport":
+        data = {k: v for k, v in data.items() if k != "kind"}
+        rounds = [Round(**r) for r in data.pop("rounds", [])]
+        return cls(rounds=rounds, **data)
+
+    def figure(self):
+        """FLOPs kept and the metric per round (rejected rounds hollow) and,
+        when known, the channels each group kept: a matplotlib `Figure`."""
+        panels = 3 if self.channels else 2
+        fig, axes = new_figure(panels, width=5.0)
+        numbers = [r.round for r in self.rounds]
+        for ax, values, label in (
+            (axes[0], [r.flops_ratio for r in self.rounds], "FLOPs kept"),
+            (axes[1], [r.metric for r in self.rounds], self.metric_name),
+        ):
+            accepted = [r.accepted for r in self.rounds]
+            kept = [(n, v) for n, v, a in zip(numbers, values, accepted) if a]
+            ax.plot(*zip(*kept), marker="o", label="accepted")
+            undone = [(n, v) for n, v, a in zip(numbers, values, accepted) if not a]
+            if undone:
+                ax.plot(*zip(*undone), "o", mfc="none", label="rejected")
+                ax.legend(fontsize=8)
+            ax.set_xlabel("round")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        if self.channels:
+            names = list(self.channels)
+            before, after = zip(*(self.channels[n] for n in names))
+            draw_kept_channels(axes[2], names, before, after)
+        fig.suptitle(self.title or "pruning rounds")
+        return fig
+
+    def plot(self, path: str) -> str:
+        """Save `figure()` to `path` (.png, .svg or .pdf); returns it."""
+        return save_figure(self.figure(), path)
+
+    def save_html(self, path: str) -> str:
+        """A self-contained HTML report: before/after, the plots, the rounds."""
+        first, last = self.baseline, self.final
+        rows = [
+            ("params", f"{first.params:,}", f"{last.params:,}"),
+            ("MACs", human(first.macs), human(last.macs)),
+            ("FLOPs kept", "1.000", f"{last.flops_ratio:.3f}"),
+        ]
+        if first.metric is not None:
+            rows.append((self.metric_name, f"{first.metric:.4f}", f"{last.metric:.4f}"))
+        if self.latency_ms:
+            rows.append(
+                (
+                    "latency (ms)",
+                    *(f"{self.latency_ms[k]:.2f}" for k in ("before", "after")),
+                )
+            )
+        parts = [
+            htmlpage.heading("Before and after"),
+            htmlpage.table(["", "before", "after"], rows),
+            htmlpage.image(figure_png(self.figure()), "rounds and kept channels"),
+            htmlpage.heading("Rounds"),
+            htmlpage.table(*self.table_data()),
+        ]
+        return htmlpage.write_page(path, self.title or "Pruning report", parts)

@@ -20,6 +20,8 @@ from kprune.checks import check_settings
 from kprune.choosing import BudgetUnreachable
 from kprune.data import first_inputs
 from kprune.distillation import Distillation
+from kprune.graph import graph as build_graph
+from kprune.messages import Steps, check_verbose, say
 from kprune.profile import profile
 from kprune.recalibration import recalibrate
 from kprune.report import PruningReport, Round
@@ -118,6 +120,7 @@ class RoundSettings:
     distill: Distillation | None = None
 
     def __post_init__(self):
+        self.verbose = check_verbose(self.verbose)
         if self.distill is None:
             return
         if self.fine_tune is not None:
@@ -151,6 +154,7 @@ def run_rounds(
     max_rounds: int,
     rule: ToleranceRule | None = None,
     min_step: float = 0.0,
+    title: str = "",
 ) -> tuple[keras.Model, PruningReport]:
     """Plan, shrink, fine-tune and evaluate, round after round.
 
@@ -166,59 +170,87 @@ def run_rounds(
             on the validation data (see `degenerate`), is rejected, the step
             halves, and the loop stops once the step is below `min_step`.
         min_step: see `rule`.
+        title: the report's title.
 
     Returns:
         `(last accepted model, report)`.
     """
     base, report = baseline_report(model, settings)
+    report.title = title
     if rule is not None:
         rule.start(report.metric_name, report.rounds[0].metric, model)
-        if settings.verbose:
-            print(
-                f"baseline {rule.name} {rule.baseline:.4f}; tolerance {rule.limit:.4f}",
-                flush=True,
-            )
+        say(
+            f"baseline {rule.name} {rule.baseline:.4f}; tolerance {rule.limit:.4f}",
+            settings.verbose,
+        )
     # Collapse guard: a round whose model predicts one thing for every input
     # is rejected, unless the unpruned model already did on this data.
     guard = rule is not None and not degenerate(model, settings.val_data)
-    current, accepted = model, 0
-    rejected: set = set()  # cuts rejected since the last accepted round
-    for index in range(max_rounds):
-        found = _next_plan(
-            schedule, current, accepted, step, min_step, rejected, settings
-        )
-        if found is None:
-            break
-        plan, step = found
-        if plan.channels_after == plan.channels_before:
-            report.rounds[-1].note = "nothing left to prune"
-            break
-        candidate = shrink(current, plan)
-        if settings.recalibrate and settings.train_data is not None:
-            recalibrate(candidate, settings.train_data)
-        candidate = fine_tune(
-            candidate,
-            settings.fine_tune,
-            settings.train_data,
-            settings.epochs,
-            learning_rate=settings.learning_rate,
-            round_index=index,
-            distill=settings.distill,
-        )
-        record = _record(index + 1, plan, step, candidate, base, settings, rule, guard)
-        report.rounds.append(record)
-        if settings.verbose:
-            print(_line(record, report.metric_name, rule), flush=True)
-        if record.accepted:
-            current, accepted = candidate, accepted + 1
-            rejected.clear()
-        else:
-            rejected.add(_cut(plan))
-            step /= 2
-    return current, report
+    state = _LoopState(model)
+    with Steps("pruning rounds", max_rounds, settings.verbose) as steps:
+        for index in range(max_rounds):
+            found = _next_plan(schedule, state, step, min_step, settings)
+            if found is None:
+                break
+            plan, step = found
+            if plan.channels_after == plan.channels_before:
+                report.rounds[-1].note = "nothing left to prune"
+                break
+            candidate = _tuned(shrink(state.current, plan), index, settings)
+            record = _record(
+                index + 1, plan, step, candidate, base, settings, rule, guard
+            )
+            report.rounds.append(record)
+            steps.advance(
+                _news(record, report.metric_name),
+                line=_line(record, report.metric_name, rule),
+            )
+            if record.accepted:
+                state.accept(candidate)
+            else:
+                state.rejected.add(_cut(plan))
+                step /= 2
+    report.channels = kept_channels(model, state.current)
+    return state.current, report
 
 
-def _next_plan(schedule, model, accepted, step, min_step, rejected, settings):
+def kept_channels(before: keras.Model, after: keras.Model) -> dict[str, list[int]]:
+    """Per prunable group of `before`: `[its channels, channels in after]`."""
+    sizes = {grp.name: grp.size for grp in build_graph(after).groups}
+    return {
+        grp.name: [grp.size, sizes.get(grp.name, grp.size)]
+        for grp in build_graph(before).prunable
+    }
+
+
+class _LoopState:
+    """The model the next round starts from, and the cuts rejected since."""
+
+    def __init__(self, model):
+        self.current, self.accepted = model, 0
+        self.rejected: set = set()
+
+    def accept(self, model) -> None:
+        self.current, self.accepted = model, self.accepted + 1
+        self.rejected.clear()
+
+
+def _tuned(candidate, index, settings):
+    """`candidate` recalibrated (when asked) and fine-tuned for round `index`."""
+    if settings.recalibrate and settings.train_data is not None:
+        recalibrate(candidate, settings.train_data)
+    return fine_tune(
+        candidate,
+        settings.fine_tune,
+        settings.train_data,
+        settings.epochs,
+        learning_rate=settings.learning_rate,
+        round_index=index,
+        distill=settings.distill,
+    )
+
+
+def _next_plan(schedule, state, step, min_step, settings):
     """`(plan, step)` of the next round, or None once the step is too small.
 
     A smaller step that rounds to a cut already rejected is halved again rather
@@ -228,11 +260,11 @@ def _next_plan(schedule, model, accepted, step, min_step, rejected, settings):
     while step >= min_step:
         try:
             plan = schedule.plan_step(
-                model, accepted, step=step, data=settings.train_data
+                state.current, state.accepted, step=step, data=settings.train_data
             )
         except BudgetUnreachable:  # below the model's floor: try a smaller step
             plan = None
-        if plan is not None and _cut(plan) not in rejected:
+        if plan is not None and _cut(plan) not in state.rejected:
             return plan, step
         step /= 2
     return None
@@ -292,6 +324,14 @@ def _line(record: Round, name: str, rule) -> str:
         f"round {record.round} ({record.criterion}, step {record.step:.3f}): "
         f"{record.params:,} params, FLOPs kept {record.flops_ratio:.3f}"
         f"{metric}{verdict}"
+    )
+
+
+def _news(record: Round, name: str) -> str:
+    """A round in a few words, for the progress bar."""
+    metric = "" if record.metric is None else f" {name} {record.metric:.4f}"
+    return f"FLOPs {record.flops_ratio:.3f}{metric}" + (
+        "" if record.accepted else " (rejected)"
     )
 
 

@@ -12,6 +12,7 @@ callback wires it to Keras' hooks and keeps the state.
 
 from __future__ import annotations
 
+from kprune.checks import check_span
 from kprune.rounds import ToleranceRule
 
 RAMPS = ("polynomial", "constant")
@@ -108,13 +109,3 @@ class ToleranceSchedule:
         """The next target after a check that measured `value`, or None when
         the last step broke the rule (`rule` must be started)."""
         return target + self.step if self.rule.holds(value) else None
-
-
-def check_span(start_epoch, end_epoch, frequency, update_every) -> None:
-    """The epochs and frequencies of a schedule are consistent."""
-    if start_epoch < 0 or end_epoch < start_epoch:
-        raise ValueError(
-            f"need 0 <= start_epoch <= end_epoch; got {start_epoch}, {end_epoch}"
-        )
-    if frequency < 1 or (update_every is not None and update_every < 1):
-        raise ValueError("frequency and update_every must be >= 1")

@@ -144,7 +144,8 @@ class Staged:
                 data-driven criteria (`taylor`, `apoz`).
             val_data: `(x, y)` or a dataset, for the metric.
             epochs: fine-tuning epochs per round.
-            verbose: 1 prints one line per round.
+            verbose: 0 silent, 1 a progress bar over the rounds, 2 one line
+                per round (as Keras' `fit`).
             learning_rate: learning rate for fine-tuning (default: the compiled
                 one).
             recalibrate: re-estimate BatchNorm statistics on a few batches of
@@ -171,7 +172,13 @@ class Staged:
             metric=self.metric,
             verbose=verbose,
         )
-        return run_rounds(model, self, settings, self.step, self.total_rounds)
+        stages = " -> ".join(
+            f"{getattr(c, '__name__', c)} x{n}" for c, n in self.stages
+        )
+        title = f"Staged '{model.name}': {stages}, step {self.step:g} by {self.by}"
+        return run_rounds(
+            model, self, settings, self.step, self.total_rounds, title=title
+        )
 
 
 def _spread(step, by, ratio, flops, rounds: int) -> tuple[float, str]:

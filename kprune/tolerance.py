@@ -79,7 +79,8 @@ def prune_to_tolerance(
             loss or a compiled Keras metric and otherwise raises, asking for it.
         fine_tune_fn: `f(model) -> model or None` replacing `model.fit`;
             default the `Staged` schedule's `fine_tune`.
-        verbose: 1 prints one line per round.
+        verbose: 0 silent, 1 a progress bar over the rounds, 2 one line per
+            round (as Keras' `fit`).
         recalibrate: re-estimate BatchNorm statistics on a few batches of
             `train_data` right after each shrink (see `kprune.recalibrate`).
         distill: fine-tune each round on the labels and on a teacher's
@@ -137,6 +138,7 @@ def prune_to_tolerance(
         max_rounds=max_rounds,
         rule=ToleranceRule(tolerance, relative=relative, mode=mode),
         min_step=step / 8 if min_step is None else min_step,
+        title=f"prune_to_tolerance of '{model.name}' (tolerance {tolerance})",
     )
 
 

@@ -159,3 +159,18 @@ def test_every_import_goes_down_the_documented_levels():
         if levels[b] >= levels[a]
     ]
     assert not upward, upward
+
+
+def test_no_bare_print_in_library_code():
+    """Messages go through kprune.messages (`say`, `Steps`), which honour
+    `verbose=`; a stray print cannot be silenced."""
+    printing = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "print"
+            ):
+                printing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not printing, printing

@@ -19,7 +19,8 @@ needs_nuclei = pytest.mark.skipif(
 
 
 def run_benchmark(name, args, cwd):
-    return run_python([os.path.join(ROOT, "benchmarks", name), *args], cwd)
+    # --eager: a few steps run faster than the graph trace they would need.
+    return run_python([os.path.join(ROOT, "benchmarks", name), *args, "--eager"], cwd)
 
 
 @pytest.mark.slow
@@ -66,6 +67,7 @@ def test_quality_nuclei_benchmark(tmp_path):
 )
 def test_quality_fashion_benchmark(tmp_path):
     args = ["--seeds", "0", "--targets", "0.5", "--train-size", "128"]
+    args += ["--test-size", "256"]
     args += ["--methods", "l1_global", "importance", "callback_l1"]
     args += ["--distill", "on", "--epochs", "1", "1", "1"]
     out = run_benchmark("quality_fashion.py", args + ["--json", "f.json"], tmp_path)
@@ -84,3 +86,14 @@ def test_tolerance_nuclei_benchmark(tmp_path):
     (result,) = json.loads((tmp_path / "t.json").read_text())
     assert result["after"]["flops"] <= result["before"]["flops"]
     assert result["before"]["tflite_kib"] > 0 and result["after"]["latency_ms"] > 0
+
+
+@pytest.mark.slow
+def test_sensitivity_benchmark(tmp_path):
+    args = ["--seeds", "0", "--tolerances", "0.05", "--train-epochs", "1"]
+    args += ["--ratios", "0.3", "0.6"]
+    args += ["--tune-epochs", "1", "--json", "s.json"]
+    out = run_benchmark("sensitivity_mnist.py", args, tmp_path)
+    assert "suggested per-group plan" in out
+    (row,) = json.loads((tmp_path / "s.json").read_text())
+    assert abs(row["flops_suggested"] - row["flops_uniform"]) < 0.05

@@ -396,3 +396,47 @@ def test_masking_by_untrained_multipliers_warns():
     # have barely trained chose worse than at random); it does not warn.
     assert kprune.PruningCallback(ratio=0.3).criterion == "l1"
     assert not any("have not trained yet" in str(w.message) for w in caught)
+
+
+def _events(directory) -> dict:
+    """Tag -> [(step, value or histogram bucket count)] from event files."""
+    import tensorflow as tf
+
+    found: dict = {}
+    for path in sorted(directory.rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor)
+                found.setdefault(value.tag, []).append((event.step, tensor))
+    return found
+
+
+@pytest.mark.parametrize("given", ["path", "callback"])
+def test_tensorboard_gets_scalars_and_histograms(tmp_path, given):
+    train, val = small_data(128)
+    model = wrapped_cnn()
+    board = keras.callbacks.TensorBoard(str(tmp_path / "logs"))
+    callback = kprune.PruningCallback(
+        ratio=0.5,
+        end_epoch=1,
+        tensorboard=board if given == "callback" else str(tmp_path / "logs"),
+    )
+    assert callback.get_config()["tensorboard"] == str(tmp_path / "logs")
+    model.fit(*train, epochs=2, batch_size=64, verbose=0, callbacks=[callback, board])
+    events = _events(tmp_path / "logs" / "pruning")
+    flops = [float(v) for _, v in events["pruning/flops_kept"]]
+    assert [s for s, _ in events["pruning/flops_kept"]] == [0, 1]
+    assert 0 < flops[1] < flops[0] <= 1
+    groups = [g.name for g in kprune.graph(model).prunable]
+    for name in groups:
+        (_, first), (_, last) = events[f"kept_channels/{name}"]
+        assert last <= first
+    histograms = [tag for tag in events if tag.startswith("importance/")]
+    assert len(histograms) == len(kprune.layers.wrapped_layers(model))
+    # Keras' own callback, placed after ours, wrote the epoch figures too.
+    assert "epoch_pruning_flops_kept" in _events(tmp_path / "logs" / "train")
+
+
+def test_tensorboard_argument_is_checked():
+    with pytest.raises(TypeError, match="log directory"):
+        kprune.PruningCallback(ratio=0.5, tensorboard=3)

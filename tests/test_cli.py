@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -85,7 +86,7 @@ def test_prune_export_bench(model_file, tmp_path, capsys):
 
 
 def test_errors(model_file, tmp_path, capsys):
-    with pytest.raises(SystemExit, match="give --ratio or --flops"):
+    with pytest.raises(SystemExit, match="give --ratio, --flops or --plan"):
         cli.main(["prune", model_file, "-o", str(tmp_path / "x.keras")])
     with pytest.raises(SystemExit, match="no such file"):
         cli.main(["info", str(tmp_path / "missing.keras")])
@@ -198,3 +199,110 @@ def test_unsupported_model_file_names_the_fix(tmp_path, name):
         path.write_bytes(b"TFL3")
     with pytest.raises(SystemExit, match=r"give a \.keras or \.h5 model file"):
         cli.main(["info", str(path)])
+
+
+def _trained_file(tmp_path, compile_in_file=True):
+    """A compiled Sequential saved to .keras, and .npz data it was trained on."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 8, 8, 1)).astype("float32")
+    y = (x.mean(axis=(1, 2, 3)) > 0).astype("int64")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
+            keras.layers.Conv2D(8, 3, activation="relu", name="c2"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    if compile_in_file:
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, epochs=2, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    data = str(tmp_path / "d.npz")
+    np.savez(data, x=x, y=y)
+    return path, data
+
+
+@pytest.mark.slow
+def test_prune_to_tolerance_from_the_shell(tmp_path, capsys):
+    path, data = _trained_file(tmp_path)
+    out, run, page = (str(tmp_path / n) for n in ("s.keras", "run.json", "r.html"))
+    args = ["prune", path, "-o", out, "--tolerance", "1.0", "--data", data]
+    args += ["--max-rounds", "2", "--step", "0.3", "--report", run, "--html", page]
+    assert cli.main(args + ["--latency", "--verbose", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "FLOPs kept" in text and f"wrote {page}" in text
+    assert (
+        keras.models.load_model(out).count_params()
+        < keras.models.load_model(path).count_params()
+    )
+    saved = json.loads(pathlib.Path(run).read_text())
+    assert saved["kind"] == "pruning" and len(saved["rounds"]) == 3
+    assert saved["latency_ms"]["before"] > 0
+    again = str(tmp_path / "again.html")
+    assert cli.main(["report", run, "-o", again]) == 0
+    with open(again) as f:
+        assert "data:image/png;base64," in f.read()
+
+
+@pytest.mark.slow
+def test_sensitivity_from_the_shell(tmp_path, capsys):
+    path, data = _trained_file(tmp_path)
+    result, plot = str(tmp_path / "s.json"), str(tmp_path / "s.png")
+    args = ["sensitivity", path, "--data", data, "--ratios", "0.5", "-o", result]
+    args += ["--recalibrate", data]
+    assert (
+        cli.main(args + ["--plot", plot, "--tolerance", "0.1", "--verbose", "0"]) == 0
+    )
+    text = capsys.readouterr().out
+    assert "mean drop" in text and "suggested ratios" in text
+    with open(plot, "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+    assert cli.main(["report", result, "-o", str(tmp_path / "s.html")]) == 0
+
+
+def test_data_commands_name_the_fix(tmp_path, capsys):
+    path, data = _trained_file(tmp_path, compile_in_file=False)
+    bad = str(tmp_path / "bad.npz")
+    np.savez(bad, inputs=np.zeros((2, 8, 8, 1)), labels=np.zeros(2))
+    with pytest.raises(
+        SystemExit, match=r"'x' \(inputs\) and 'y'.*\['inputs', 'labels'\]"
+    ):
+        cli.main(["sensitivity", path, "--data", bad, "--loss", "mse"])
+    with pytest.raises(SystemExit, match="give --loss"):
+        cli.main(["sensitivity", path, "--data", data])
+    with pytest.raises(SystemExit, match="--data train.npz"):
+        cli.main(["prune", path, "-o", str(tmp_path / "o.keras"), "--tolerance", "0.1"])
+    with pytest.raises(SystemExit, match="--epochs only apply with --tolerance"):
+        cli.main(
+            [
+                "prune",
+                path,
+                "-o",
+                str(tmp_path / "o.keras"),
+                "--ratio",
+                "0.5",
+                "--epochs",
+                "3",
+            ]
+        )
+    with pytest.raises(SystemExit, match="--ratio cannot be used with --tolerance"):
+        cli.main(
+            [
+                "prune",
+                path,
+                "-o",
+                str(tmp_path / "o.keras"),
+                "--ratio",
+                "0.5",
+                "--tolerance",
+                "0.1",
+                "--data",
+                data,
+            ]
+        )
+    (tmp_path / "other.json").write_text('{"rounds": []}')
+    with pytest.raises(SystemExit, match="'kind'"):
+        cli.main(["report", str(tmp_path / "other.json"), "-o", "x.html"])

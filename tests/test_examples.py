@@ -36,3 +36,15 @@ def test_segmentation(tmp_path):
     assert "nuclei segmentation, tolerance 0.01" in out
     assert "test foreground IoU" in out and "faster" in out
     assert (tmp_path / "s" / "pruned.tflite").exists()
+
+
+@pytest.mark.slow
+def test_sensitivity_example(tmp_path):
+    args = ["--epochs", "1", "--fine-tune-epochs", "1", "--ratios", "0.3", "0.6"]
+    out = run_example(
+        "sensitivity.py", args + ["--out", "s", "--verbose", "0"], tmp_path
+    )
+    assert "mean drop" in out and "uniform L1" in out and "suggested" in out
+    assert (tmp_path / "s" / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "s" / "sensitivity.html").read_text()
+    assert "data:image/png;base64," in page and "Suggested ratios" in page

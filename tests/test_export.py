@@ -30,9 +30,10 @@ def test_float_export_matches_keras_with_two_inputs_and_outputs(tmp_path):
     assert "float32" in str(result) and "max abs error" in str(result)
 
 
-# InceptionResNetV2 (54M parameters) is left out to keep the suite fast; its
-# layers export like the others'.
-EXPORTED = sorted(set(test_zoo.APPLICATIONS) - {"InceptionResNetV2"})
+# InceptionResNetV2 (54M parameters) and NASNetMobile (136 s to convert on 2
+# cores) are left out to keep the suite within its time; their layer types
+# export in the other models, and test_zoo still checks their surgery.
+EXPORTED = sorted(set(test_zoo.APPLICATIONS) - {"InceptionResNetV2", "NASNetMobile"})
 
 
 @pytest.mark.slow

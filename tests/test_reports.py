@@ -1,0 +1,92 @@
+"""PruningReport as JSON, a plot and an HTML page; progress output of the loop."""
+
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+import kprune
+from kprune.messages import Steps, say
+from kprune.report import PruningReport, Round
+
+
+def small_run(verbose=0):
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            layers.Conv2D(8, 3, activation="relu", name="c1"),
+            layers.Conv2D(8, 3, activation="relu", name="c2"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(32, 8, 8, 1)).astype("float32"), rng.integers(0, 3, 32))
+    return kprune.prune_to_tolerance(
+        model, data, data, tolerance=1.0, step=0.3, max_rounds=2, verbose=verbose
+    )
+
+
+@pytest.fixture(scope="module")
+def report():
+    return small_run()[1]
+
+
+def test_the_loop_records_title_and_kept_channels(report):
+    assert report.title.startswith("prune_to_tolerance of 'sequential'")
+    assert set(report.channels) == {"c1", "c2"}
+    before, after = report.channels["c1"]
+    assert before == 8 and after < 8
+
+
+def test_json_round_trip(report, tmp_path):
+    path = tmp_path / "run.json"
+    report.to_json(str(path))
+    loaded = PruningReport.from_json(str(path))
+    assert loaded == report
+    assert PruningReport.from_json(report.to_json()) == report
+
+
+def test_plot_and_html(report, tmp_path):
+    png = pathlib.Path(report.plot(str(tmp_path / "r.png")))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    report.latency_ms = {"before": 2.0, "after": 1.0}
+    page = pathlib.Path(report.save_html(str(tmp_path / "r.html"))).read_text()
+    assert page.count("data:image/png;base64,") == 1
+    assert "Before and after" in page and "latency (ms)" in page
+    assert page.count("<tr>") == 1 + 5 + 1 + len(report.rounds)
+
+
+def test_a_report_without_rounds_channels_or_metric_still_draws(tmp_path):
+    bare = PruningReport(rounds=[Round(0, "-", 0.0, 10, 100, 1.0)])
+    assert (
+        "<table>" in pathlib.Path(bare.save_html(str(tmp_path / "b.html"))).read_text()
+    )
+    with pytest.raises(ValueError, match=".html"):
+        bare.save_html(str(tmp_path / "b.txt"))
+
+
+def test_verbose_levels_of_the_round_loop(capsys):
+    small_run(verbose=2)
+    lines = capsys.readouterr().out
+    assert "baseline accuracy" in lines and "pruning rounds: round 1" in lines
+    small_run(verbose=1)
+    out = capsys.readouterr().out
+    assert "pruning rounds" in out and "2/2" in out and "FLOPs 0." in out
+    small_run(verbose=0)
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="verbose must be 0"):
+        small_run(verbose=5)
+
+
+def test_messages(capsys):
+    say("shown", 1)
+    say("hidden", 0)
+    say("detail", 1, level=2)
+    with Steps("work", 2, verbose=2) as steps:
+        steps.advance("half")
+        steps.advance()
+    assert capsys.readouterr().out == "shown\nwork: half\n"

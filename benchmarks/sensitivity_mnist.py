@@ -51,7 +51,9 @@ def tuned_scores(model, plan, train, test, seed, epochs):
 def run_seed(seed, args) -> list[dict]:
     keras.utils.set_random_seed(seed)
     (x, y), test = kprune.datasets.mnist(seed=seed)
-    train, val = (x[:3000], y[:3000]), (x[3000:3512], y[3000:3512])
+    n = args.train_size
+    val_end = 3000 + args.val_size
+    train, val = (x[:n], y[:n]), (x[3000:val_end], y[3000:val_end])
     model = compile_model(build_cnn())
     model.fit(*train, epochs=args.train_epochs, batch_size=64, verbose=0)
     ratios = args.ratios
@@ -105,6 +107,8 @@ def main(argv=None):
         default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
     )
     parser.add_argument("--train-epochs", type=int, default=4)
+    parser.add_argument("--train-size", type=int, default=3000, help="at most 3000")
+    parser.add_argument("--val-size", type=int, default=512, help="at most 1000")
     parser.add_argument("--tune-epochs", type=int, default=2)
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parse_args(add_eager_flag(parser), argv)

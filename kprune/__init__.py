@@ -23,6 +23,7 @@ from kprune.export import ExportResult, export_saved_model, export_tflite
 from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as graph
 from kprune.handlers import LayerHandler, register_handler
+from kprune.latency import LatencyTable
 from kprune.learning import learn_importance
 from kprune.litert import TFLiteBenchmark, benchmark_tflite, verify_tflite
 from kprune.masks import masks_plan, set_masks
@@ -50,6 +51,7 @@ __all__ = [
     "export_saved_model",
     "export_tflite",
     "Group",
+    "LatencyTable",
     "LayerHandler",
     "Profile",
     "PruningCallback",

@@ -7,13 +7,15 @@ targets and steps; each checks them here, so a bad value gets the same message
 
 from __future__ import annotations
 
-STEP_UNITS = ("ratio", "flops")
+STEP_UNITS = ("ratio", "flops", "latency")
 MODES = ("auto", "max", "min")
 
 _MEANING = {
     "ratio": "the share of channels to remove",
     "flops": "the share of FLOPs to keep",
     "ratios": "a share of channels to remove per group",
+    "latency": "the share of the measured latency to keep",
+    "latency_ms": "the predicted milliseconds to stay within",
     "tolerance": "the largest allowed drop of the metric",
 }
 
@@ -50,6 +52,15 @@ _RULES = {
     "flops": (
         _fraction(True, False),
         "flops is the share of FLOPs to keep and must be in (0, 1]; got {value!r}",
+    ),
+    "latency": (
+        _fraction(True, True),
+        "latency is the share of the dense model's measured latency to keep and "
+        "must be in (0, 1); got {value!r}. Use latency_ms= for milliseconds.",
+    ),
+    "latency_ms": (
+        lambda v: _number(v) and v > 0,
+        "latency_ms must be a number of milliseconds > 0; got {value!r}",
     ),
     "step": (
         _fraction(True, True),

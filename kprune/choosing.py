@@ -202,3 +202,74 @@ def allocate(costs: dict, gains: dict, budget: float) -> dict[str, int]:
             return at
         k, j, extra = best
         at[k], spent = j, spent + extra
+
+
+def search_latency(g, chooser, counter, budget: float) -> dict[str, np.ndarray]:
+    """The channels to keep so that `counter` (predicted milliseconds for a
+    keep-mask; a `LatencyCounter`) is within `budget`, losing the least
+    score: a greedy knapsack.
+
+    Step by step, the group whose next channels (its lowest-scored kept ones;
+    `round_to` of them, or a 32nd of the group if more) cost the least score
+    per millisecond they save gives them up, until the prediction fits; then
+    `round_to` steps are given back, the most deserving first, while it fits.
+    """
+    counts = {grp.name: grp.size for grp in chooser.groups}
+    floors = {grp.name: chooser._count(grp.size, 0) for grp in chooser.groups}
+    lowest = counter(chooser.units_mask(g.num_units, floors))
+    if lowest > budget:
+        raise BudgetUnreachable(
+            f"the latency budget ({budget:.3f} ms predicted) cannot be reached: "
+            f"with the frozen groups and min_channels={chooser.min_channels}, "
+            f"min_share={chooser.min_share}, round_to={chooser.round_to}, the "
+            f"least this model can take is {lowest:.3f} ms. Raise the budget or "
+            "lower min_channels/min_share/round_to."
+        )
+    keep = chooser.units_mask(g.num_units, counts)
+    terms = counter.terms(keep)
+    touching = {grp.name: counter.touching(grp.units) for grp in chooser.groups}
+    now = counter.overhead + terms.sum()
+    while now > budget:
+        best = None
+        for grp in chooser.groups:
+            name = grp.name
+            step = max(chooser.round_to, grp.size // 32)
+            fewer = max(floors[name], _step_down(counts[name], step))
+            if fewer >= counts[name]:
+                continue
+            removed = chooser.order[name][fewer : counts[name]]
+            trial = keep.copy()
+            trial[np.asarray(grp.units)[removed]] = False
+            saved = sum(terms[i] - counter.term(i, trial) for i in touching[name])
+            lost = float(np.abs(chooser.normed[name][removed]).sum())
+            price = lost / max(saved, 1e-9)
+            if best is None or price < best[0]:
+                best = (price, name, fewer, trial)
+        _, name, counts[name], keep = best
+        for i in touching[name]:
+            terms[i] = counter.term(i, keep)
+        now = counter.overhead + terms.sum()
+
+    def cost(changed):
+        return counter(chooser.units_mask(g.num_units, {**counts, **changed}))
+
+    return chooser.keep(_give_back(chooser, counts, cost, budget))
+
+
+def _step_down(count: int, round_to: int) -> int:
+    """The next count below `count` that is a multiple of `round_to`."""
+    return ((count - 1) // round_to) * round_to
+
+
+def _give_back(chooser, counts, cost, budget) -> dict[str, int]:
+    """Return channels, the best-scored first, while the cost stays within."""
+    changed = True
+    while changed:
+        changed = False
+        for grp in chooser.give_back_order(counts):
+            more = chooser.grown(grp, counts[grp.name])
+            if cost({grp.name: more}) <= budget:
+                counts[grp.name] = more
+                changed = True
+                break
+    return counts

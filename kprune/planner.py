@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from kprune.checks import check_one_target, check_settings
-from kprune.choosing import Chooser, search_flops
+from kprune.choosing import Chooser, search_flops, search_latency
 from kprune.criteria import ScoringContext, get_criterion, registered_options
 from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as build_graph
@@ -29,6 +29,9 @@ def plan(
     *,
     flops: float | None = None,
     ratios: Mapping[str, float] | None = None,
+    latency: float | None = None,
+    latency_ms: float | None = None,
+    table=None,
     scope: str = "layer",
     min_channels: int = 1,
     min_share: float = 0.0,
@@ -54,6 +57,13 @@ def plan(
             (groups left out keep every channel); instead of `ratio` and
             `flops`. `kprune.sensitivity(...).suggest(tolerance)` returns one.
             Group names are those of `kprune.graph(model).explain()`.
+        latency: the share of the dense model's measured latency to keep, in
+            (0, 1), predicted by `table`; instead of the other targets. The
+            channels are chosen by a greedy knapsack: the fewest score lost
+            per millisecond saved (docs/latency.md).
+        latency_ms: a budget in predicted milliseconds instead of `latency`.
+        table: the `kprune.LatencyTable` measured for this model (or for the
+            model it was pruned from), for `latency=`/`latency_ms=`.
         scope: `"layer"` removes the same share from every group; `"global"`
             ranks all channels together (scores normalised per group).
         min_channels: every group keeps at least this many channels.
@@ -91,7 +101,7 @@ def plan(
     """
     crit = get_criterion(criterion)
     check_options(plan, criterion_options, [crit])
-    check_one_target(ratio=ratio, flops=flops, ratios=ratios)
+    _check_table(table, ratio, flops, ratios, latency, latency_ms)
     _check_target(ratio, flops, scope, min_channels, round_to, min_share)
     _check_inputs(crit, graph, input_shape, normalize, data)
     g = graph if graph is not None else build_graph(model, input_shape)
@@ -108,29 +118,30 @@ def plan(
     chooser = Chooser(
         groups, scores, scope, min_channels, round_to, normalize, min_share
     )
-
-    if flops is not None:
-        keep = search_flops(g, chooser, counter, flops)
-    elif ratios is not None:
-        keep = chooser.keep(chooser.counts_each(ratios))
-    else:
-        keep = chooser.choose(ratio)
-
+    timer = table.counter(g) if table is not None else None
+    keep = _choose(
+        g, chooser, counter, timer, ratio, flops, ratios, latency, latency_ms
+    )
     target = {
         "ratio": ratio,
         "flops": flops,
         "ratios": None if ratios is None else dict(ratios),
+        "latency": latency,
+        "latency_ms": latency_ms,
         "scope": scope,
         "min_channels": min_channels,
         "min_share": min_share,
         "round_to": round_to,
         "exclude": list(exclude or []),
     }
-    return _result(model, g, groups, keep, crit, target, counter, context)
+    return _result(model, g, groups, keep, crit, target, counter, context, timer)
 
 
-def _result(model, g, groups, keep, crit, target, counter, context) -> PruningPlan:
-    """The plan of the kept units `keep` (group name -> unit indices)."""
+def _result(
+    model, g, groups, keep, crit, target, counter, context, timer=None
+) -> PruningPlan:
+    """The plan of the kept units `keep` (group name -> unit indices); with
+    a latency `timer`, its prediction goes into the target."""
     decisions = {
         grp.name: GroupPlan(grp.name, grp.size, tuple(int(i) for i in keep[grp.name]))
         for grp in groups
@@ -148,6 +159,9 @@ def _result(model, g, groups, keep, crit, target, counter, context) -> PruningPl
     _note_uncompensated(result, g, context)
     if counter.known:
         result.macs_after = counter(result.keep_units(g))
+    if timer is not None:
+        result.target["predicted_ms"] = timer(result.keep_units(g))
+        result.target["dense_ms"] = timer.table.dense_ms
     return result
 
 
@@ -274,6 +288,34 @@ def _compensation(proposed: dict, decisions: dict) -> dict:
         if chosen:
             result[name] = chosen
     return result
+
+
+def _choose(g, chooser, counter, timer, ratio, flops, ratios, latency, latency_ms):
+    """The kept units of each group for whichever target was given."""
+    if timer is not None:
+        share = latency if latency is not None else latency_ms / timer.table.dense_ms
+        return search_latency(g, chooser, timer, share * timer.table.dense_ms)
+    if flops is not None:
+        return search_flops(g, chooser, counter, flops)
+    if ratios is not None:
+        return chooser.keep(chooser.counts_each(ratios))
+    return chooser.choose(ratio)
+
+
+def _check_table(table, ratio, flops, ratios, latency, latency_ms) -> None:
+    """One target is given; a latency target comes with its table."""
+    check_one_target(
+        ratio=ratio, flops=flops, ratios=ratios, latency=latency, latency_ms=latency_ms
+    )
+    check_settings(latency=latency, latency_ms=latency_ms)
+    wanted = latency is not None or latency_ms is not None
+    if wanted and table is None:
+        raise ValueError(
+            "latency=/latency_ms= plan against a measured latency table: pass "
+            "table=kprune.LatencyTable.measure(model) (or one loaded from JSON)"
+        )
+    if table is not None and not wanted:
+        raise ValueError("table= is only read with latency= or latency_ms=")
 
 
 def _check_target(ratio, flops, scope, min_channels, round_to, min_share=0.0):

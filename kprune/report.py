@@ -130,7 +130,7 @@ class PruningReport(JsonResult):
         title: what ran (`"prune_to_tolerance"`, `"Staged"`), and on which model.
         channels: per group, `[channels before, channels after]`.
         latency_ms: measured latencies, `{"before": ms, "after": ms}`, when
-            someone measured them (the `kprune prune --latency` command does).
+            someone measured them (`kprune prune --tolerance ... --bench` does).
     """
 
     metric_name: str = "metric"

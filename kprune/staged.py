@@ -23,7 +23,7 @@ from kprune.rounds import RoundSettings, run_rounds
 #: Saliency for three rounds, then similarity for three (the paper's order).
 DEFAULT_STAGES = (("l1", 3), ("similarity", 3))
 #: The `plan()` keywords the schedule sets for every round.
-SCHEDULE_SETS = ("ratio", "flops", "criterion")
+SCHEDULE_SETS = ("ratio", "flops", "latency", "latency_ms", "criterion")
 
 
 class Staged:
@@ -40,7 +40,10 @@ class Staged:
             callables, as for `kprune.plan`.
         step: share pruned per round: of the current channels (`by="ratio"`) or
             of the current FLOPs (`by="flops"`); default 0.1.
-        by: `"ratio"` (default) or `"flops"`.
+        by: `"ratio"` (default), `"flops"`, or `"latency"`: each round then
+            removes `step` of the current model's latency as predicted by
+            the `table=` (a `kprune.LatencyTable`) passed among the plan
+            options.
         ratio: instead of `step`, the share of channels to remove over all
             rounds; each round removes `1 - (1 - ratio) ** (1 / rounds)`.
         flops: instead of `step`, the share of FLOPs to keep after all rounds;
@@ -81,6 +84,12 @@ class Staged:
                 )
             get_criterion(stage[0])  # fail now on an unknown name
         step, by = _spread(step, by, ratio, flops, sum(r for _, r in stages))
+        if (by == "latency") != ("table" in plan_options):
+            raise ValueError(
+                "by='latency' plans each round against a measured latency table: "
+                "pass table=kprune.LatencyTable.measure(model) with it (and table= "
+                "only with by='latency')"
+            )
         for key in SCHEDULE_SETS:
             if key in plan_options:
                 raise ValueError(
@@ -121,7 +130,13 @@ class Staged:
         }
         if crit.needs_data and "data" not in options:
             options["data"] = data
-        target = {"ratio": step} if self.by == "ratio" else {"flops": 1.0 - step}
+        if self.by == "latency":
+            now = options["table"].predict(model)
+            target = {"latency_ms": now * (1.0 - step)}
+        elif self.by == "ratio":
+            target = {"ratio": step}
+        else:
+            target = {"flops": 1.0 - step}
         return make_plan(model, criterion, **target, **options)
 
     def run(

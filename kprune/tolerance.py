@@ -66,8 +66,10 @@ def prune_to_tolerance(
         step: the share pruned first: of the current channels (`by="ratio"`)
             or of the current FLOPs (`by="flops"`); halved after each rejected
             round. Default 0.1, or the `Staged` schedule's `step`.
-        by: `"ratio"` or `"flops"`; default `"ratio"`, or the `Staged`
-            schedule's `by` (a different one here raises).
+        by: `"ratio"`, `"flops"` or `"latency"` (with `table=`, a
+            `kprune.LatencyTable`: each round removes `step` of the predicted
+            latency); default `"ratio"`, or the `Staged` schedule's `by` (a
+            different one here raises).
         fine_tune_epochs: epochs of `model.fit(train_data)` after each step.
         learning_rate: learning rate for that fine-tuning (default: the one the
             model was compiled with; a tenth of it is often better).

@@ -91,9 +91,20 @@ def test_tolerance_nuclei_benchmark(tmp_path):
 @pytest.mark.slow
 def test_sensitivity_benchmark(tmp_path):
     args = ["--seeds", "0", "--tolerances", "0.05", "--train-epochs", "1"]
-    args += ["--ratios", "0.3", "0.6"]
+    args += ["--ratios", "0.5", "--train-size", "256", "--val-size", "128"]
     args += ["--tune-epochs", "1", "--json", "s.json"]
     out = run_benchmark("sensitivity_mnist.py", args, tmp_path)
     assert "suggested per-group plan" in out
     (row,) = json.loads((tmp_path / "s.json").read_text())
     assert abs(row["flops_suggested"] - row["flops_uniform"]) < 0.05
+
+
+@pytest.mark.slow
+def test_latency_budget_benchmark(tmp_path):
+    args = ["--models", "small_cnn", "--budgets", "0.7", "--runs", "5"]
+    args += ["--widths", "0.5", "1.0", "--json", "l.json"]
+    out = run_benchmark("latency_budget.py", args, tmp_path)
+    assert "predicted share" in out
+    rows = json.loads((tmp_path / "l.json").read_text())
+    assert [r["plan"] for r in rows] == ["latency plan", "FLOPs plan"]
+    assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in rows)

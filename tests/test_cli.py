@@ -86,7 +86,7 @@ def test_prune_export_bench(model_file, tmp_path, capsys):
 
 
 def test_errors(model_file, tmp_path, capsys):
-    with pytest.raises(SystemExit, match="give --ratio, --flops or --plan"):
+    with pytest.raises(SystemExit, match="give one of --ratio, --flops"):
         cli.main(["prune", model_file, "-o", str(tmp_path / "x.keras")])
     with pytest.raises(SystemExit, match="no such file"):
         cli.main(["info", str(tmp_path / "missing.keras")])
@@ -231,7 +231,7 @@ def test_prune_to_tolerance_from_the_shell(tmp_path, capsys):
     out, run, page = (str(tmp_path / n) for n in ("s.keras", "run.json", "r.html"))
     args = ["prune", path, "-o", out, "--tolerance", "1.0", "--data", data]
     args += ["--max-rounds", "2", "--step", "0.3", "--report", run, "--html", page]
-    assert cli.main(args + ["--latency", "--verbose", "0"]) == 0
+    assert cli.main(args + ["--bench", "--verbose", "0"]) == 0
     text = capsys.readouterr().out
     assert "FLOPs kept" in text and f"wrote {page}" in text
     assert (
@@ -306,3 +306,30 @@ def test_data_commands_name_the_fix(tmp_path, capsys):
     (tmp_path / "other.json").write_text('{"rounds": []}')
     with pytest.raises(SystemExit, match="'kind'"):
         cli.main(["report", str(tmp_path / "other.json"), "-o", "x.html"])
+
+
+@pytest.mark.slow
+def test_latency_table_and_latency_budget_from_the_shell(tmp_path, capsys):
+    path = str(tmp_path / "m.keras")
+    models.randomize(
+        keras.Sequential(
+            [
+                keras.Input((32, 32, 3)),
+                keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.Dense(4),
+            ]
+        )
+    ).save(path)
+    table = str(tmp_path / "t.json")
+    args = ["table", path, "-o", table, "--widths", "0.5", "1.0", "--runs", "5"]
+    assert cli.main(args + ["--verbose", "0"]) == 0
+    assert "layer signatures timed" in capsys.readouterr().out
+    out = str(tmp_path / "s.keras")
+    args = ["prune", path, "-o", out, "--latency", "0.8", "--table", table]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "predicted ms" in text and "measured ms" in text and "budget ms" in text
+    with pytest.raises(SystemExit, match="--table table.json"):
+        cli.main(["prune", path, "-o", out, "--latency", "0.8"])

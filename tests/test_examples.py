@@ -40,7 +40,7 @@ def test_segmentation(tmp_path):
 
 @pytest.mark.slow
 def test_sensitivity_example(tmp_path):
-    args = ["--epochs", "1", "--fine-tune-epochs", "1", "--ratios", "0.3", "0.6"]
+    args = ["--epochs", "1", "--fine-tune-epochs", "0", "--ratios", "0.5"]
     out = run_example(
         "sensitivity.py", args + ["--out", "s", "--verbose", "0"], tmp_path
     )

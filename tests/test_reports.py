@@ -20,7 +20,8 @@ def small_run(verbose=0):
             layers.Conv2D(8, 3, activation="relu", name="c2"),
             layers.GlobalAveragePooling2D(),
             layers.Dense(3, activation="softmax"),
-        ]
+        ],
+        name="small",
     )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(0)
@@ -36,7 +37,7 @@ def report():
 
 
 def test_the_loop_records_title_and_kept_channels(report):
-    assert report.title.startswith("prune_to_tolerance of 'sequential'")
+    assert report.title.startswith("prune_to_tolerance of 'small'")
     assert set(report.channels) == {"c1", "c2"}
     before, after = report.channels["c1"]
     assert before == 8 and after < 8

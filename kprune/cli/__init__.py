@@ -6,8 +6,10 @@ optimizer: see `load_model`.
 kprune info model.keras [--explain] [--top 10]
 kprune prune model.keras -o small.keras --flops 0.5 [--criterion l1] [--round-to 8]
 kprune prune model.keras -o small.keras --tolerance 0.01 --data train.npz \
-    [--val val.npz] [--epochs 1] [--report run.json] [--html run.html] [--latency]
+    [--val val.npz] [--epochs 1] [--report run.json] [--html run.html] [--bench]
 kprune sensitivity model.keras --data val.npz [-o result.json] [--plot s.png]
+kprune table model.keras -o table.json      # per-layer LiteRT latencies
+kprune prune model.keras -o small.keras --latency 0.5 --table table.json
 kprune report run.json -o report.html
 kprune export small.keras -o small.tflite [--quantize int8 --representative x.npy]
 kprune bench small.tflite model.tflite [--threads 1 --runs 50]
@@ -24,6 +26,7 @@ import argparse
 import os
 import sys
 
+from kprune.cli.analysis import add_analysis_commands, training_options
 from kprune.cli.files import (
     MODEL_SUFFIXES,
     load_model,
@@ -72,7 +75,7 @@ TOLERANCE_ONLY = (
     "lr",
     "report",
     "html",
-    "latency",
+    "bench",
     "loss",
     "metrics",
 )
@@ -92,16 +95,25 @@ def cmd_prune(args) -> int:
     if args.plan:
         plan = kprune.PruningPlan.from_json(args.plan)
     else:
-        if (args.ratio is None) == (args.flops is None):
+        targets = (args.ratio, args.flops, args.latency)
+        if sum(t is not None for t in targets) != 1:
             raise SystemExit(
-                "kprune prune: give --ratio, --flops or --plan (or --tolerance "
-                "with --data)"
+                "kprune prune: give one of --ratio, --flops, --latency (with "
+                "--table) or --plan (or --tolerance with --data)"
             )
+        if (args.latency is None) != (args.table is None):
+            raise SystemExit(
+                "kprune prune: --latency plans against a measured table: give "
+                "--table table.json (from `kprune table model.keras -o table.json`)"
+            )
+        table = kprune.LatencyTable.from_json(args.table) if args.table else None
         plan = kprune.plan(
             model,
             criterion=args.criterion,
             ratio=args.ratio,
             flops=args.flops,
+            latency=args.latency,
+            table=table,
             scope=args.scope,
             min_channels=args.min_channels,
             round_to=args.round_to,
@@ -113,8 +125,21 @@ def cmd_prune(args) -> int:
     if args.plan_out:
         plan.to_json(args.plan_out)
     say("\n" + kprune.profile(model).compare(kprune.profile(small)))
+    if args.latency is not None:
+        _show_latency(model, small, plan, table, args.latency)
     say(f"\nwrote {args.output}")
     return 0
+
+
+def _show_latency(model, small, plan, table, share) -> None:
+    """The table's prediction next to a new LiteRT measurement of both models."""
+    measured = measure_latency(model, small)
+    rows = [
+        ("measured ms", f"{measured['before']:.3f}", f"{measured['after']:.3f}"),
+        ("predicted ms", f"{table.dense_ms:.3f}", f"{plan.target['predicted_ms']:.3f}"),
+        ("budget ms", "", f"{share * table.dense_ms:.3f}"),
+    ]
+    show_table(["", "dense", "pruned"], rows, title="LiteRT latency, 1 thread")
 
 
 def _prune_to_tolerance(args) -> int:
@@ -144,7 +169,7 @@ def _prune_to_tolerance(args) -> int:
         verbose=args.verbose,
     )
     small.save(args.output)
-    if args.latency:
+    if args.bench:
         report.latency_ms = measure_latency(model, small)
     show_table(*report.table_data(), title=report.title)
     say("\n" + kprune.profile(model).compare(kprune.profile(small)))
@@ -153,67 +178,6 @@ def _prune_to_tolerance(args) -> int:
             write(path)
             say(f"wrote {path}")
     say(f"wrote {args.output}")
-    return 0
-
-
-def cmd_sensitivity(args) -> int:
-    import kprune
-
-    model = load_trainable(args.model, args.loss, args.metrics, lr=None)
-    result = kprune.sensitivity(
-        model,
-        load_npz(args.data),
-        ratios=args.ratios,
-        criterion=args.criterion,
-        metric=args.metric,
-        batches=args.batches,
-        batch_size=args.batch_size,
-        recalibrate=load_npz(args.recalibrate)[0] if args.recalibrate else None,
-        verbose=args.verbose,
-    )
-    show_table(*result.table_data())
-    if args.tolerance is not None:
-        suggestion = result.suggest(args.tolerance)
-        show_table(
-            ["group", "ratio"],
-            sorted(suggestion.items()),
-            title=f"suggested ratios for a tolerance of {args.tolerance}",
-        )
-    for path, write in (
-        (args.output, result.to_json),
-        (args.plot, result.plot),
-        (args.html, lambda p: result.save_html(p, tolerance=args.tolerance)),
-    ):
-        if path:
-            write(path)
-            say(f"wrote {path}")
-    return 0
-
-
-def cmd_report(args) -> int:
-    import json
-
-    import kprune
-
-    if not os.path.exists(args.run_file):
-        raise SystemExit(f"kprune: no such file: {args.run_file}")
-    with open(args.run_file) as f:
-        data = json.load(f)
-    kinds = {
-        "pruning": kprune.PruningReport,
-        "sensitivity": kprune.Sensitivity,
-        "sweep": kprune.Sweep,
-    }
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind not in kinds:
-        raise SystemExit(
-            f"kprune report: {args.run_file} is not a kprune run: its JSON must have "
-            f"'kind' set to one of {sorted(kinds)} (written by `kprune prune "
-            "--report`, `kprune sensitivity -o`, or the to_json() of a report, "
-            "a Sensitivity or a Sweep)"
-        )
-    result = kinds[kind].from_dict(data)
-    say(f"wrote {result.save_html(args.output)}")
     return 0
 
 
@@ -276,16 +240,14 @@ def parser() -> argparse.ArgumentParser:
     prune.add_argument("--min-channels", type=int, default=1)
     prune.add_argument("--round-to", type=int, default=1)
     prune.add_argument("--exclude", nargs="*", default=None, help="layer names")
+    prune.add_argument(
+        "--latency", type=float, help="share of measured latency to keep"
+    )
+    prune.add_argument("--table", help="latency table JSON (for --latency)")
     _tolerance_options(prune)
     prune.set_defaults(run=cmd_prune)
-    _add_sensitivity(sub)
 
-    report = sub.add_parser("report", help="an HTML report of a saved run")
-    report.add_argument(
-        "run_file", metavar="RUN", help="JSON of `prune --report` or `sensitivity -o`"
-    )
-    report.add_argument("-o", "--output", required=True, help="the .html file")
-    report.set_defaults(run=cmd_report)
+    add_analysis_commands(sub)
 
     export = sub.add_parser("export", help="convert to TFLite and check it")
     export.add_argument("model", help="a .keras or .h5 file")
@@ -321,30 +283,8 @@ def _tolerance_options(prune) -> None:
     tol.add_argument("--lr", type=float, help="fine-tuning learning rate")
     tol.add_argument("--report", help="write the run as JSON here")
     tol.add_argument("--html", help="write an HTML report here")
-    tol.add_argument("--latency", action="store_true", help="time both in LiteRT")
-    _training_options(tol)
-
-
-def _add_sensitivity(sub) -> None:
-    sens = sub.add_parser("sensitivity", help="what pruning each group alone costs")
-    sens.add_argument("model", help="a .keras or .h5 file")
-    sens.add_argument("--data", required=True, help="validation data: .npz, x and y")
-    sens.add_argument(
-        "--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9]
-    )
-    sens.add_argument("--criterion", default="l1")
-    sens.add_argument("--metric", help="a compiled metric name (default: the first)")
-    sens.add_argument("--batches", type=int, help="evaluate on this many batches")
-    sens.add_argument("--batch-size", type=int, default=32)
-    sens.add_argument(
-        "--recalibrate", help="training data (.npz): re-estimate BatchNorm first"
-    )
-    sens.add_argument("--tolerance", type=float, help="also suggest per-group ratios")
-    sens.add_argument("-o", "--output", help="write the result as JSON here")
-    sens.add_argument("--plot", help="write the curves here (.png or .svg)")
-    sens.add_argument("--html", help="write an HTML report here")
-    _training_options(sens)
-    sens.set_defaults(run=cmd_sensitivity)
+    tol.add_argument("--bench", action="store_true", help="time both in LiteRT")
+    training_options(tol)
 
 
 def _refuse(args, names, why: str) -> None:
@@ -353,12 +293,6 @@ def _refuse(args, names, why: str) -> None:
     if given:
         flags = ", ".join(f"--{n.replace('_', '-')}" for n in given)
         raise SystemExit(f"kprune prune: {flags} {why}")
-
-
-def _training_options(group) -> None:
-    group.add_argument("--loss", help="a Keras loss name (default: the file's)")
-    group.add_argument("--metrics", nargs="*", help="Keras metric names, with --loss")
-    group.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,130 @@
+"""The subcommands that analyse and report: `sensitivity`, `report`, `table`."""
+
+from __future__ import annotations
+
+import os
+
+from kprune.cli.files import load_model, load_npz, load_trainable, show_table
+from kprune.messages import say
+
+
+def cmd_sensitivity(args) -> int:
+    import kprune
+
+    model = load_trainable(args.model, args.loss, args.metrics, lr=None)
+    result = kprune.sensitivity(
+        model,
+        load_npz(args.data),
+        ratios=args.ratios,
+        criterion=args.criterion,
+        metric=args.metric,
+        batches=args.batches,
+        batch_size=args.batch_size,
+        recalibrate=load_npz(args.recalibrate)[0] if args.recalibrate else None,
+        verbose=args.verbose,
+    )
+    show_table(*result.table_data())
+    if args.tolerance is not None:
+        suggestion = result.suggest(args.tolerance)
+        show_table(
+            ["group", "ratio"],
+            sorted(suggestion.items()),
+            title=f"suggested ratios for a tolerance of {args.tolerance}",
+        )
+    for path, write in (
+        (args.output, result.to_json),
+        (args.plot, result.plot),
+        (args.html, lambda p: result.save_html(p, tolerance=args.tolerance)),
+    ):
+        if path:
+            write(path)
+            say(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    import json
+
+    import kprune
+
+    if not os.path.exists(args.run_file):
+        raise SystemExit(f"kprune: no such file: {args.run_file}")
+    with open(args.run_file) as f:
+        data = json.load(f)
+    kinds = {
+        "pruning": kprune.PruningReport,
+        "sensitivity": kprune.Sensitivity,
+        "sweep": kprune.Sweep,
+    }
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind not in kinds:
+        raise SystemExit(
+            f"kprune report: {args.run_file} is not a kprune run: its JSON must have "
+            f"'kind' set to one of {sorted(kinds)} (written by `kprune prune "
+            "--report`, `kprune sensitivity -o`, or the to_json() of a report, "
+            "a Sensitivity or a Sweep)"
+        )
+    result = kinds[kind].from_dict(data)
+    say(f"wrote {result.save_html(args.output)}")
+    return 0
+
+
+def cmd_table(args) -> int:
+    import kprune
+
+    model = load_model(args.model)
+    table = kprune.LatencyTable.measure(
+        model, widths=tuple(args.widths), runs=args.runs, verbose=args.verbose
+    )
+    table.to_json(args.output)
+    say(
+        f"{len(table.costs)} layer signatures timed in {table.seconds:.0f} s; dense "
+        f"{table.dense_ms:.3f} ms (overhead {table.overhead_ms:.3f} ms)"
+    )
+    say(f"wrote {args.output}")
+    return 0
+
+
+def add_analysis_commands(sub) -> None:
+    """The `sensitivity`, `report` and `table` subcommands."""
+    sens = sub.add_parser("sensitivity", help="what pruning each group alone costs")
+    sens.add_argument("model", help="a .keras or .h5 file")
+    sens.add_argument("--data", required=True, help="validation data: .npz, x and y")
+    sens.add_argument(
+        "--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9]
+    )
+    sens.add_argument("--criterion", default="l1")
+    sens.add_argument("--metric", help="a compiled metric name (default: the first)")
+    sens.add_argument("--batches", type=int, help="evaluate on this many batches")
+    sens.add_argument("--batch-size", type=int, default=32)
+    sens.add_argument(
+        "--recalibrate", help="training data (.npz): re-estimate BatchNorm first"
+    )
+    sens.add_argument("--tolerance", type=float, help="also suggest per-group ratios")
+    sens.add_argument("-o", "--output", help="write the result as JSON here")
+    sens.add_argument("--plot", help="write the curves here (.png or .svg)")
+    sens.add_argument("--html", help="write an HTML report here")
+    training_options(sens)
+    sens.set_defaults(run=cmd_sensitivity)
+
+    report = sub.add_parser("report", help="an HTML report of a saved run")
+    report.add_argument(
+        "run_file", metavar="RUN", help="JSON of `prune --report` or `sensitivity -o`"
+    )
+    report.add_argument("-o", "--output", required=True, help="the .html file")
+    report.set_defaults(run=cmd_report)
+
+    table = sub.add_parser("table", help="measure a model's per-layer LiteRT latencies")
+    table.add_argument("model", help="a .keras or .h5 file")
+    table.add_argument("-o", "--output", required=True, help="the table's .json file")
+    table.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    table.add_argument("--runs", type=int, default=30)
+    table.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
+    table.set_defaults(run=cmd_table)
+
+
+def training_options(group) -> None:
+    """`--loss`, `--metrics`, `--verbose`: for commands that train or measure."""
+    group.add_argument("--loss", help="a Keras loss name (default: the file's)")
+    group.add_argument("--metrics", nargs="*", help="Keras metric names, with --loss")
+    group.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])

@@ -194,11 +194,13 @@ class Sensitivity(JsonResult):
         return htmlpage.write_page(path, title, parts)
 
     def to_dict(self) -> dict:
+        """The result as plain data (the model and data it keeps are left out)."""
         data = dataclasses.asdict(self)
         data.pop("verifier")
         return {"kind": "sensitivity", **data}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Sensitivity":
+        """Rebuild from `to_dict`'s output (`suggest` then uses the curves only)."""
         data = {k: v for k, v in data.items() if k != "kind"}
         return cls(**data)

@@ -66,6 +66,7 @@ class Cost:
         self._table = np.asarray(self.ms, dtype=float)  # not a field: not saved
 
     def at(self, c_in: int, c_out: int | None = None) -> float:
+        """Milliseconds at `c_in` input (and `c_out` output) channels."""
         table = self._table
         if not self.out_widths:
             return float(np.interp(c_in, self.in_widths, table[:, 0]))
@@ -173,10 +174,12 @@ class LatencyTable(JsonResult):
         return table
 
     def to_dict(self) -> dict:
+        """The table as plain data."""
         return {"kind": "latency_table", **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LatencyTable":
+        """Rebuild from `to_dict`'s output."""
         data = {k: v for k, v in data.items() if k != "kind"}
         costs = {k: Cost(**v) for k, v in data.pop("costs", {}).items()}
         return cls(costs=costs, **data)

@@ -195,6 +195,7 @@ class PruningReport(JsonResult):
 
     @classmethod
     def from_dict(cls, data: dict) -> "PruningReport":
+        """Rebuild from `to_dict`'s output."""
         data = {k: v for k, v in data.items() if k != "kind"}
         rounds = [Round(**r) for r in data.pop("rounds", [])]
         return cls(rounds=rounds, **data)

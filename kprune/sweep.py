@@ -121,10 +121,12 @@ class Sweep(JsonResult):
         return htmlpage.write_page(path, f"Sweep of {self.model}", parts)
 
     def to_dict(self) -> dict:
+        """The sweep as plain data."""
         return {"kind": "sweep", **dataclasses.asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Sweep":
+        """Rebuild from `to_dict`'s output."""
         return cls(**{k: v for k, v in data.items() if k != "kind"})
 
 

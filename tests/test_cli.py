@@ -275,34 +275,11 @@ def test_data_commands_name_the_fix(tmp_path, capsys):
         cli.main(["sensitivity", path, "--data", data])
     with pytest.raises(SystemExit, match="--data train.npz"):
         cli.main(["prune", path, "-o", str(tmp_path / "o.keras"), "--tolerance", "0.1"])
+    half = ["prune", path, "-o", str(tmp_path / "o.keras"), "--ratio", "0.5"]
     with pytest.raises(SystemExit, match="--epochs only apply with --tolerance"):
-        cli.main(
-            [
-                "prune",
-                path,
-                "-o",
-                str(tmp_path / "o.keras"),
-                "--ratio",
-                "0.5",
-                "--epochs",
-                "3",
-            ]
-        )
+        cli.main(half + ["--epochs", "3"])
     with pytest.raises(SystemExit, match="--ratio cannot be used with --tolerance"):
-        cli.main(
-            [
-                "prune",
-                path,
-                "-o",
-                str(tmp_path / "o.keras"),
-                "--ratio",
-                "0.5",
-                "--tolerance",
-                "0.1",
-                "--data",
-                data,
-            ]
-        )
+        cli.main(half + ["--tolerance", "0.1", "--data", data])
     (tmp_path / "other.json").write_text('{"rounds": []}')
     with pytest.raises(SystemExit, match="'kind'"):
         cli.main(["report", str(tmp_path / "other.json"), "-o", "x.html"])

@@ -4,20 +4,26 @@
     python benchmarks/latency_budget.py --models unet --budgets 0.5 --json out/l.json
 
 Per model (MobileNetV2 128x128, ResNet50 96x96, the U-Net 128x128; random
-weights, L1 criterion): `kprune.LatencyTable.measure` times every layer alone
-at 25/50/100% of its channels in LiteRT (1 thread) and the dense model. For
-each budget (a share of the dense model's measured latency), the latency plan
-(`plan(latency=...)`) is shrunk; so is a FLOPs plan whose *predicted* latency
-equals the latency plan's (bisection on `flops=`). All three models are
-exported and timed together, `--runs` interleaved runs, medians. Reported:
-the measured latency against the budget (a share of the dense model measured
-in the same runs), the predicted share of the table's dense latency against
-the measured share, and the channels and FLOPs each plan keeps.
+weights, L1 criterion) and per type (float32, int8): `kprune.LatencyTable.
+measure` times every layer alone at 25/50/100% of its channels in LiteRT (1
+thread), and the whole model at each width to calibrate the layers' sum. For
+each budget (a share of the dense model's measured latency) three models are
+shrunk: the latency plan (`plan(latency=...)`), the latency plan of the same
+table without its calibration, and the FLOPs plan whose *measured* latency
+is closest to the latency plan's (bisection on `flops=`, each probe timed
+with the dense model), and the FLOPs plan that keeps as many channels as the
+latency plan (its speed-up against the latency plan's is the HALP effect).
+Then all of them are exported and timed together with the dense model,
+`--runs` interleaved runs, medians. Reported: the measured
+latency against the budget (a share of the dense model measured in the same
+runs), the predicted share of the table's dense latency, and the channels and
+FLOPs each plan keeps.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 import time
@@ -29,6 +35,8 @@ from common import add_eager_flag, parse_args, write_json  # noqa: E402
 from tflite_speedup import MODELS as SPEEDUP_MODELS  # noqa: E402
 
 import kprune  # noqa: E402
+from kprune.choosing import BudgetUnreachable  # noqa: E402
+from kprune.layerfiles import export  # noqa: E402
 from kprune.report import format_table  # noqa: E402
 
 
@@ -44,64 +52,128 @@ def small_cnn():
 
 #: The three models of benchmarks/tflite_speedup.py, and a small one.
 MODELS = {**SPEEDUP_MODELS, "small_cnn": small_cnn}
+#: The order they run in by default: the one FLOPs mislead most first.
+DEFAULT_MODELS = ["mobilenetv2", "unet", "resnet50"]
 
 
-def flops_plan_matching(model, table, target_ms):
-    """The FLOPs plan whose predicted latency is closest to `target_ms`."""
+def timed_shares(models: list, runs: int, quantize=None, exported=()) -> list[float]:
+    """Median LiteRT milliseconds of every model, exported as `quantize` and
+    timed together (runs interleaved), after the `.tflite` files `exported`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = list(exported)
+        for index, m in enumerate(models):
+            paths.append(export(m, os.path.join(tmp, f"m{index}.tflite"), quantize))
+        timed = kprune.benchmark_tflite(paths, runs=runs, verbose=0)
+        return [t.median_ms for t in timed]
+
+
+def flops_plan_at_measured(model, share, runs, quantize=None, probes=5):
+    """The FLOPs plan whose *measured* latency is closest to `share` of the
+    dense model's (bisection on `flops=`, each probe timed with the dense
+    model), and the measured share it got."""
     graph = kprune.graph(model)
-    predict = table.counter(graph)
     low, high, best = 0.01, 1.0, None
-    for _ in range(14):
+    with tempfile.TemporaryDirectory() as tmp:
+        dense = export(model, os.path.join(tmp, "dense.tflite"), quantize)
+        for _ in range(probes):
+            mid = (low + high) / 2
+            plan = kprune.plan(model, flops=mid, graph=graph)
+            small = kprune.shrink(model, plan)
+            dense_ms, ms = timed_shares([small], runs, quantize, exported=[dense])
+            if best is None or abs(ms / dense_ms - share) < abs(best[1] - share):
+                best = (plan, ms / dense_ms)
+            low, high = (low, mid) if ms / dense_ms > share else (mid, high)
+    return best
+
+
+def flops_plan_with_channels(model, channels: int, probes: int = 14):
+    """The FLOPs plan that keeps closest to `channels` channels (bisection)."""
+    graph = kprune.graph(model)
+    low, high, best = 0.01, 1.0, None
+    for _ in range(probes):
         mid = (low + high) / 2
         plan = kprune.plan(model, flops=mid, graph=graph)
-        predicted = predict(plan.keep_units(graph))
-        if predicted > target_ms:
-            high = mid
-        else:
-            low, best = mid, plan
-    return best or kprune.plan(model, flops=low)
+        if best is None or abs(plan.channels_after - channels) < abs(
+            best.channels_after - channels
+        ):
+            best = plan
+        low, high = (low, mid) if plan.channels_after > channels else (mid, high)
+    return best
 
 
-def measure(name, budgets, runs, widths):
+def unreachable(name, quantize, budget, key, error) -> dict:
+    """The row of a budget the table says no pruning reaches."""
+    print(f"{name} {budget:.0%} {key}: {error}", flush=True)
+    return {
+        "model": name,
+        "quantize": quantize or "float32",
+        "budget": budget,
+        "plan": key,
+        "unreachable": str(error),
+    }
+
+
+def uncalibrated(table):
+    """The same table without the whole-model calibration (scale 1)."""
+    layers_ms = table.calibration[0]["layers_ms"]
+    return dataclasses.replace(
+        table, scale=1.0, overhead_ms=table.dense_ms - layers_ms, calibration=[]
+    )
+
+
+def measure(name, budgets, runs, widths, quantize=None, probes=5):
     model = MODELS[name]()
     start = time.perf_counter()
-    table = kprune.LatencyTable.measure(model, widths=widths, runs=runs, verbose=0)
+    table = kprune.LatencyTable.measure(
+        model, widths=widths, runs=runs, quantize=quantize, verbose=0
+    )
     rows = []
     for budget in budgets:
-        by_latency = kprune.plan(model, latency=budget, table=table)
-        target = by_latency.target["predicted_ms"]
-        by_flops = flops_plan_matching(model, table, target)
-        smalls = {
-            "latency plan": kprune.shrink(model, by_latency),
-            "FLOPs plan": kprune.shrink(model, by_flops),
-        }
-        with tempfile.TemporaryDirectory() as tmp:
-            paths = []
-            for key, m in [("dense", model), *smalls.items()]:
-                paths.append(os.path.join(tmp, f"{key.replace(' ', '_')}.tflite"))
-                kprune.export_tflite(m, paths[-1], verify=False)
-            timed = kprune.benchmark_tflite(paths, runs=runs, verbose=0)
-        dense_ms = timed[0].median_ms
-        for (key, m), t, plan in zip(smalls.items(), timed[1:], (by_latency, by_flops)):
+        plans, missed = {}, []
+        for key, t in (("latency plan", table), ("uncalibrated table", None)):
+            t = t or uncalibrated(table)
+            try:
+                plans[key] = kprune.plan(model, latency=budget, table=t)
+            except BudgetUnreachable as error:  # the table says pruning cannot
+                missed.append(unreachable(name, quantize, budget, key, error))
+        rows += missed
+        if "latency plan" not in plans:
+            continue
+        smalls = {key: kprune.shrink(model, p) for key, p in plans.items()}
+        dense_ms, ms = timed_shares([model, smalls["latency plan"]], runs, quantize)
+        plans["FLOPs plan"], _ = flops_plan_at_measured(
+            model, ms / dense_ms, runs, quantize, probes
+        )
+        plans["FLOPs plan, same channels"] = flops_plan_with_channels(
+            model, plans["latency plan"].channels_after
+        )
+        for key in ("FLOPs plan", "FLOPs plan, same channels"):
+            smalls[key] = kprune.shrink(model, plans[key])
+        timed = timed_shares([model, *smalls.values()], runs, quantize)
+        for (key, m), ms in zip(smalls.items(), timed[1:]):
+            plan = plans[key]
             rows.append(
                 {
                     "model": name,
+                    "quantize": quantize or "float32",
                     "budget": budget,
                     "plan": key,
-                    "dense_ms": dense_ms,
-                    "budget_ms": budget * dense_ms,
+                    "dense_ms": timed[0],
+                    "budget_ms": budget * timed[0],
                     "predicted_ms": table.predict(m),
-                    "measured_ms": t.median_ms,
+                    "measured_ms": ms,
                     "channels_kept": plan.channels_after / plan.channels_before,
                     "flops_kept": plan.flops_ratio,
                     "table_dense_ms": table.dense_ms,
+                    "table_scale": table.scale,
                     "table_seconds": table.seconds,
                     "table_signatures": len(table.costs),
                 }
             )
     print(
-        f"{name}: table of {len(table.costs)} layer signatures measured in "
-        f"{table.seconds:.0f} s; all in {time.perf_counter() - start:.0f} s",
+        f"{name} ({quantize or 'float32'}): table of {len(table.costs)} layer "
+        f"signatures measured in {table.seconds:.0f} s, scale {table.scale:.3f}; "
+        f"all in {time.perf_counter() - start:.0f} s",
         flush=True,
     )
     return rows
@@ -110,21 +182,39 @@ def measure(name, budgets, runs, widths):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", nargs="+", default=list(SPEEDUP_MODELS), choices=list(MODELS)
+        "--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS)
     )
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.25])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    parser.add_argument(
+        "--quantize",
+        nargs="+",
+        default=["float32", "int8"],
+        choices=["float32", "int8"],
+    )
+    parser.add_argument(
+        "--probes", type=int, default=5, help="bisection steps of the FLOPs plan"
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parse_args(add_eager_flag(parser), argv)
-    rows = [
-        r
-        for name in args.models
-        for r in measure(name, args.budgets, args.runs, args.widths)
-    ]
+    rows = []
+    for quantize in args.quantize:
+        for name in args.models:
+            rows += measure(
+                name,
+                args.budgets,
+                args.runs,
+                args.widths,
+                None if quantize == "float32" else quantize,
+                args.probes,
+            )
+            write_json(args.json, rows)  # after every model: a long run keeps some
+    rows = [r for r in rows if "unreachable" not in r]
     table = [
         (
             r["model"],
+            r["quantize"],
             f"{r['budget']:.0%}",
             r["plan"],
             f"{r['budget_ms']:.2f}",
@@ -137,10 +227,17 @@ def main(argv=None):
         )
         for r in rows
     ]
-    headers = ["model", "budget", "plan", "budget ms", "measured ms", "vs budget"]
+    headers = [
+        "model",
+        "type",
+        "budget",
+        "plan",
+        "budget ms",
+        "measured ms",
+        "vs budget",
+    ]
     headers += ["predicted share", "measured share", "channels kept", "FLOPs kept"]
     print(format_table(headers, table, "LiteRT, 1 thread, medians of interleaved runs"))
-    write_json(args.json, rows)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,11 @@ import warnings
 import keras
 import numpy as np
 
-from kprune.checks import check_one_target, check_settings
+from kprune.checks import check_one_target, check_settings, check_table
 from kprune.criteria import get_criterion
 from kprune.distillation import Distiller
 from kprune.graph import graph as build_graph
+from kprune.latency import as_table
 from kprune.layers import wrapped_layers
 from kprune.masks import masked_units, masks_plan, set_masks
 from kprune.messages import check_verbose, say
@@ -52,6 +53,10 @@ class PruningCallback(keras.callbacks.Callback):
     Args:
         ratio: share of the prunable channels masked at the end.
         flops: share of the FLOPs kept at the end (instead of `ratio`).
+        latency: share of the dense model's measured latency kept at the end,
+            as predicted by `table` (instead of `ratio`; docs/latency.md).
+        table: the `kprune.LatencyTable` measured for the model (before
+            wrapping), or the path of its JSON file; only with `latency=`.
         tolerance: instead of a fixed target, mask `step` more every update until
             `monitor` drops by more than this versus its value at `start_epoch`;
             then undo the last step and stop.
@@ -78,7 +83,7 @@ class PruningCallback(keras.callbacks.Callback):
             lower are; `"auto"` (default; as in Keras' `EarlyStopping`) reads
             it from a loss or a compiled Keras metric and otherwise raises.
             (`end_epoch`, `update_every`, `schedule` and `power` apply to
-            `ratio=` and `flops=` targets; `step`, `monitor`, `relative` and
+            `ratio=`, `flops=` and `latency=` targets; `step`, `monitor`, `relative` and
             `mode` to `tolerance=`. Giving one that the target would ignore
             raises.)
         data: data for data-driven criteria (`taylor`, `apoz`).
@@ -104,6 +109,8 @@ class PruningCallback(keras.callbacks.Callback):
         ratio: float | None = None,
         flops: float | None = None,
         tolerance: float | None = None,
+        latency: float | None = None,
+        table=None,
         criterion="l1",
         start_epoch: int = 0,
         end_epoch: int | None = None,
@@ -125,30 +132,21 @@ class PruningCallback(keras.callbacks.Callback):
         self._arguments = {
             key: value
             for key, value in locals().items()
-            if key not in ("self", "plan_options", "data", "__class__")
+            if key not in ("self", "plan_options", "data", "table", "__class__")
         }
-        kind = check_one_target(ratio=ratio, flops=flops, tolerance=tolerance)
+        kind = check_one_target(
+            ratio=ratio, flops=flops, tolerance=tolerance, latency=latency
+        )
         _refuse_ignored(kind, self._arguments)
         check_settings(ratio=ratio, flops=flops, tolerance=tolerance, step=step)
-        check_settings(mode=mode)
+        check_settings(latency=latency, mode=mode)
+        check_table(table, latency is not None)
+        self.table = None if table is None else as_table(table)
         for key, value in self._arguments.items():
             setattr(self, key, value)
         self.step = 0.05 if step is None else step
         self.monitor = "val_accuracy" if monitor is None else monitor
-        if tolerance is not None:
-            rule = ToleranceRule(tolerance, bool(relative), mode or "auto")
-            self.schedule_ = ToleranceSchedule(rule, self.step, start_epoch, frequency)
-        else:
-            final = ratio if ratio is not None else 1.0 - flops
-            self.schedule_ = RampSchedule(
-                final,
-                start_epoch,
-                end_epoch,
-                frequency,
-                update_every,
-                schedule or "polynomial",
-                3.0 if power is None else power,
-            )
+        self.schedule_ = self._make_schedule()
         if get_criterion(criterion).needs_data and data is None:
             raise ValueError(f"criterion {criterion!r} needs data=")
         check_options(PruningCallback, plan_options, [criterion], sets=CALLBACK_SETS)
@@ -158,6 +156,24 @@ class PruningCallback(keras.callbacks.Callback):
         self._log = None if tensorboard is None else PruningLog(tensorboard)
         self._graph = None
         self._epoch = 0
+
+    def _make_schedule(self):
+        """When to mask: a tolerance rule, or a ramp to the final target."""
+        if self.tolerance is not None:
+            rule = ToleranceRule(
+                self.tolerance, bool(self.relative), self.mode or "auto"
+            )
+            return ToleranceSchedule(rule, self.step, self.start_epoch, self.frequency)
+        kept = self.flops if self.flops is not None else self.latency
+        return RampSchedule(
+            self.ratio if self.ratio is not None else 1.0 - kept,
+            self.start_epoch,
+            self.end_epoch,
+            self.frequency,
+            self.update_every,
+            self.schedule or "polynomial",
+            3.0 if self.power is None else self.power,
+        )
 
     # ---------------------------------------------------------------- config
     def get_config(self) -> dict:
@@ -181,6 +197,8 @@ class PruningCallback(keras.callbacks.Callback):
                 "instead of restoring it from a config"
             )
         config = {k: v for k, v in self._arguments.items() if v is not None}
+        if self.table is not None:
+            config["table"] = self.table.to_dict()
         return {**config, **self.plan_options}
 
     @classmethod
@@ -201,6 +219,8 @@ class PruningCallback(keras.callbacks.Callback):
                 "compile and fit"
             )
         self._graph = build_graph(model)
+        if self.table is not None:
+            self._timer = self.table.counter(self._graph)  # checks the table
         self._initial = [np.array(w.importance) for w in self._wrappers]
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -258,7 +278,11 @@ class PruningCallback(keras.callbacks.Callback):
         if target <= 0.0:
             return
         self._warn_if_untrained()
-        goal = {"ratio": target} if self.flops is None else {"flops": 1.0 - target}
+        goal = {"ratio": target}
+        if self.flops is not None:
+            goal = {"flops": 1.0 - target}
+        elif self.latency is not None:
+            goal = {"latency": 1.0 - target, "table": self.table}
         plan = make_plan(
             self._pruned,
             _masked_first(self.criterion),
@@ -346,11 +370,15 @@ class PruningCallback(keras.callbacks.Callback):
         plan = masks_plan(self._pruned, self._graph)
         total = sum(g.size for g in self._graph.prunable) or 1
         removed = sum(d.removed for d in plan.groups.values())
-        return {
+        figures = {
             "pruning_kept_channels": 1.0 - removed / total,
             "pruning_flops_kept": plan.flops_ratio,
             "pruning_target": float(self._state()[TARGET]),
         }
+        if self.table is not None:
+            predicted = self._timer(plan.keep_units(self._graph))
+            figures["pruning_latency_kept"] = predicted / self.table.dense_ms
+        return figures
 
 
 #: Arguments that only one kind of target reads.
@@ -365,7 +393,7 @@ def _refuse_ignored(kind: str, arguments: dict) -> None:
     other = "ramp" if kind == "tolerance" else "tolerance"
     given = [k for k in _ONLY_WITH[other] if arguments.get(k) is not None]
     if given:
-        users = "tolerance=" if other == "tolerance" else "ratio= or flops="
+        users = "tolerance=" if other == "tolerance" else "ratio=, flops= or latency="
         raise ValueError(
             f"{', '.join(f'{k}=' for k in given)} only apply with {users}, and "
             f"would be ignored with {kind}=: leave them out"

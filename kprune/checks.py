@@ -132,3 +132,15 @@ def check_span(start_epoch, end_epoch, frequency, update_every) -> None:
         )
     if frequency < 1 or (update_every is not None and update_every < 1):
         raise ValueError("frequency and update_every must be >= 1")
+
+
+def check_table(table, wanted: bool) -> None:
+    """A latency target (`wanted`) comes with its table, and a table with one."""
+    if wanted and table is None:
+        raise ValueError(
+            "a latency target (latency=/latency_ms=) plans against a measured "
+            "latency table: pass table=kprune.LatencyTable.measure(model) (or "
+            "its JSON file's path)"
+        )
+    if table is not None and not wanted:
+        raise ValueError("table= is only read with latency= or latency_ms=")

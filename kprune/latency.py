@@ -3,13 +3,17 @@
 `LatencyTable.measure(model)` times, in the LiteRT interpreter, every layer of
 the model whose cost changes with its channels, alone, at a grid of channel
 counts (in x out for convolutions and Dense layers, one count for channelwise
-layers: depthwise convs, activations, adds, pooling, padding), with warm-up
-and the variants' runs interleaved. What the timed layers do not explain of
-the whole model's measured latency (reshapes, the rest of the graph, the
-interpreter's own cost) is kept as a constant overhead, so the table predicts
-the dense model's latency exactly and a pruned model's by interpolation.
-`LatencyCounter` evaluates it for any keep-mask, as `MacCounter` counts MACs;
-`kprune.plan(model, latency=..., table=...)` plans with it.
+layers: depthwise convs, adds, pooling, padding), with warm-up and the
+variants' runs interleaved. It also times the whole model, and the model
+narrowed uniformly to each grid width: the runtime does not turn the single
+layers' savings one for one into savings of the whole graph, so the layers'
+sum is scaled to fit those whole-model timings (`scale`), and what it leaves
+unexplained is a constant overhead. The table thus predicts the dense model's
+latency exactly and a pruned model's by interpolation. The same files can be
+written out and timed on a device (`write_layers`, `from_timings`;
+kprune/layerfiles.py). `LatencyCounter` evaluates a table for any keep-mask,
+as `MacCounter` counts MACs; `kprune.plan(model, latency=..., table=...)`
+plans with it.
 """
 
 from __future__ import annotations
@@ -23,29 +27,21 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from kprune.export import export_tflite
 from kprune.graph import ChannelGraph
 from kprune.graph import graph as build_graph
+from kprune.layerfiles import (
+    call_keys,
+    read_manifest,
+    read_timings,
+    write_layer_files,
+)
 from kprune.litert import benchmark_tflite
-from kprune.messages import Steps, check_verbose
+from kprune.messages import check_verbose
 from kprune.report import JsonResult
 
-#: Layers timed on an in x out grid, and layers timed on their channel count.
-GRID_LAYERS = ("Conv2D", "Conv2DTranspose", "Dense", "SeparableConv2D")
-#: Activations are left out: LiteRT fuses them into the convolution before
-#: them, so timed alone they would count an op the model does not run (the
-#: few it does run fall into the overhead). BatchNormalization folds away.
-CHANNELWISE_LAYERS = (
-    "DepthwiseConv2D",
-    "Add",
-    "Multiply",
-    "MaxPooling2D",
-    "AveragePooling2D",
-    "ZeroPadding2D",
-    "UpSampling2D",
-    "GlobalAveragePooling2D",
-)
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
+#: The bounds of the calibrated scale of the layers' sum.
+SCALE_BOUNDS = (0.05, 5.0)
 
 
 @dataclass
@@ -83,7 +79,11 @@ class LatencyTable(JsonResult):
         runtime, threads, quantize: where and how it was timed (`quantize`
             as for `kprune.export_tflite`: None for float32, or "int8").
         dense_ms: the whole model's measured median latency.
-        overhead_ms: `dense_ms` minus the timed layers' costs at full width.
+        scale: what the single layers' summed time is multiplied by to fit the
+            whole model's timings at every width (1.0 when not calibrated).
+        overhead_ms: `dense_ms` minus the scaled layers' costs at full width.
+        calibration: the whole-model timings the scale was fitted to: per
+            width, `measured_ms` and the single layers' sum `layers_ms`.
         calls: layer call (`"name:index"`) -> the signature of its cost.
         costs: signature -> `Cost`.
         seconds: how long measuring took.
@@ -95,7 +95,9 @@ class LatencyTable(JsonResult):
     threads: int = 1
     quantize: str | None = None
     dense_ms: float = 0.0
+    scale: float = 1.0
     overhead_ms: float = 0.0
+    calibration: list = field(default_factory=list)
     calls: dict[str, str] = field(default_factory=dict)
     costs: dict[str, Cost] = field(default_factory=dict)
     seconds: float = 0.0
@@ -111,19 +113,23 @@ class LatencyTable(JsonResult):
         warmup: int = 5,
         quantize: str | None = None,
         representative_data=None,
+        calibrate: bool = True,
         verbose: int = 1,
     ) -> "LatencyTable":
         """Time every channel-dependent layer of `model` alone at `widths`
         (shares of its channel counts), and the whole model.
 
         Each distinct layer signature (type, settings, input shape) becomes
-        one single-layer `.tflite` file per grid point; all files are timed
-        together, their runs interleaved, medians of `runs`. Cost grows with
-        the number of distinct signatures times `len(widths)**2`.
+        one single-layer `.tflite` file per grid point; all of them are timed
+        together, their runs interleaved, medians of `runs`. Then the whole
+        model and (with `calibrate`) its uniformly narrowed copies are timed
+        together. Cost grows with the number of distinct signatures times
+        `len(widths)**2`.
 
         Args:
             model: a model built for a fixed input size.
-            runtime: `"litert"`, the interpreter kprune runs.
+            runtime: `"litert"`, the interpreter kprune runs (for another
+                runtime or a device, see `write_layers` and `from_timings`).
             threads: interpreter threads.
             widths: shares of each layer's channels to time at; must hold 1.0.
             runs: timed runs of every file (interleaved; the median is kept).
@@ -133,45 +139,132 @@ class LatencyTable(JsonResult):
                 single layers calibrated on random data.
             representative_data: calibration inputs for the whole model with
                 `quantize="int8"` (random normal data when None).
+            calibrate: also time the model cut uniformly (by L1) to every
+                width below 1 and fit `scale` to it (one TFLite conversion per
+                width; without it the scale is 1).
             verbose: 0 silent, 1 progress bars, 2 lines.
         """
         if runtime != "litert":
             raise ValueError(
-                f"runtime must be 'litert' (the interpreter kprune runs); got "
-                f"{runtime!r}"
+                f"runtime must be 'litert' (the interpreter kprune runs); to use "
+                f"another ({runtime!r}), time the files of LatencyTable."
+                "write_layers there and load them with LatencyTable.from_timings"
             )
-        if quantize not in (None, "int8"):
-            raise ValueError(f"quantize must be None or 'int8'; got {quantize!r}")
-        _check_widths(widths)
         verbose = check_verbose(verbose)
         start = time.perf_counter()
-        g = build_graph(model)
-        signatures, calls = _signatures(g)
         with tempfile.TemporaryDirectory() as tmp:
-            files = _write_variants(tmp, signatures, widths, verbose, quantize)
-            dense = os.path.join(tmp, "dense.tflite")
-            _export(model, dense, quantize, representative_data)
-            timed = benchmark_tflite(
-                [path for _, _, path in files] + [dense],
-                threads=threads,
-                runs=runs,
-                warmup=warmup,
-                verbose=verbose,
+            manifest = write_layer_files(
+                model, tmp, widths, quantize, representative_data, calibrate, verbose
             )
-        costs = _costs(signatures, files, [t.median_ms for t in timed[:-1]])
-        table = cls(
-            model.name,
-            g.fingerprint(),
-            runtime=runtime,
-            threads=threads,
-            quantize=quantize,
-            dense_ms=timed[-1].median_ms,
-        )
-        table.calls, table.costs = calls, costs
-        full = LatencyCounter(g, table, calibrate=False)
-        table.overhead_ms = table.dense_ms - full(np.ones(g.num_units, dtype=bool))
+            timings = {}
+            # The whole models are timed among themselves, apart from the many
+            # small ones, which would leave them running with cold caches.
+            for entries in (manifest["layers"], manifest["models"]):
+                paths = [os.path.join(tmp, e["file"]) for e in entries]
+                timed = benchmark_tflite(
+                    paths, threads=threads, runs=runs, warmup=warmup, verbose=verbose
+                )
+                timings.update({e["file"]: t.median_ms for e, t in zip(entries, timed)})
+        table = cls._assemble(manifest, timings, runtime, threads)
         table.seconds = time.perf_counter() - start
         return table
+
+    @staticmethod
+    def write_layers(
+        model: keras.Model,
+        directory: str,
+        widths=DEFAULT_WIDTHS,
+        quantize: str | None = None,
+        representative_data=None,
+        calibrate: bool = True,
+        threads: int = 1,
+        runs: int = 30,
+        warmup: int = 5,
+        verbose: int = 1,
+    ) -> str:
+        """Write the files `measure` would time into `directory`, to time them
+        elsewhere (a phone, another runtime); load the timings with
+        `from_timings`.
+
+        The folder gets one `layer_NNNN.tflite` per layer signature and grid
+        point, `model.tflite`, `width_NN.tflite` (the model cut uniformly to
+        each width, with `calibrate`), `kprune_layers.json` (what each file
+        is) and `run_benchmark.sh`, which times every file on an Android
+        device with LiteRT's `benchmark_model` (over adb, `threads`, `runs`
+        and `warmup` as given here) and writes a `<file>.log` for each.
+        The arguments are those of `measure`. Returns `directory`.
+        """
+        write_layer_files(
+            model,
+            directory,
+            widths,
+            quantize,
+            representative_data,
+            calibrate,
+            check_verbose(verbose),
+            runs=runs,
+            warmup=warmup,
+            threads=threads,
+        )
+        return directory
+
+    @classmethod
+    def from_timings(
+        cls, directory: str, timings=None, runtime: str = "device", threads: int = 1
+    ) -> "LatencyTable":
+        """The table from the timings of the files `write_layers` wrote.
+
+        Args:
+            directory: the folder `write_layers` wrote.
+            timings: None to read LiteRT `benchmark_model`'s output next to
+                every file (`layer_0000.log` for `layer_0000.tflite`, as
+                `run_benchmark.sh` writes them); or a dict of milliseconds by
+                file name, or a JSON file holding one.
+            runtime: recorded in the table: where the files were timed.
+            threads: recorded in the table: the threads they ran on.
+
+        Raises:
+            ValueError: the folder has no manifest, a file has no timing, or
+                a log is not `benchmark_model` output.
+        """
+        manifest = read_manifest(directory)
+        timings = read_timings(directory, manifest, timings)
+        return cls._assemble(manifest, timings, runtime, threads)
+
+    @classmethod
+    def _assemble(cls, manifest, timings, runtime, threads) -> "LatencyTable":
+        """The table from a manifest and milliseconds by file name."""
+        table = cls(
+            manifest["model"],
+            manifest["fingerprint"],
+            runtime=runtime,
+            threads=threads,
+            quantize=manifest["quantize"],
+            calls=manifest["calls"],
+            costs=_costs(manifest["layers"], timings),
+        )
+        points = [
+            {
+                "width": entry["width"],
+                "measured_ms": timings[entry["file"]],
+                "layers_ms": table._layers_ms(entry["channels"]),
+            }
+            for entry in manifest["models"]
+        ]
+        dense = points[0]
+        table.scale = _fit_scale(points)
+        table.dense_ms = dense["measured_ms"]
+        table.overhead_ms = table.dense_ms - table.scale * dense["layers_ms"]
+        table.calibration = points
+        return table
+
+    def _layers_ms(self, channels: dict) -> float:
+        """The single layers' summed milliseconds at `call -> [in, out]`."""
+        total = 0.0
+        for key, (c_in, c_out) in channels.items():
+            cost = self.costs[self.calls[key]]
+            total += cost.at(c_in, c_out if cost.out_widths else None)
+        return total
 
     def to_dict(self) -> dict:
         """The table as plain data."""
@@ -196,7 +289,7 @@ class LatencyTable(JsonResult):
     def check(self, graph: ChannelGraph) -> None:
         """Raise unless the table fits this graph's model: the model it was
         measured for, or one pruned from it (same layers, fewer channels)."""
-        keys = {key: call for key, call in _call_keys(graph)}
+        keys = {key: call for key, call in call_keys(graph)}
         missing = [key for key in self.calls if key not in keys]
         if missing or not self.calls:
             raise ValueError(
@@ -215,13 +308,12 @@ class LatencyCounter:
     terms it changes.
     """
 
-    def __init__(self, graph: ChannelGraph, table: LatencyTable, calibrate=True):
-        if calibrate:
-            table.check(graph)
+    def __init__(self, graph: ChannelGraph, table: LatencyTable):
+        table.check(graph)
         self.table = table
-        self.overhead = table.overhead_ms if calibrate else 0.0
+        self.overhead = table.overhead_ms
         self._calls = []
-        for key, call in _call_keys(graph):
+        for key, call in call_keys(graph):
             signature = table.calls.get(key)
             if signature is None:
                 continue
@@ -247,7 +339,8 @@ class LatencyCounter:
         cost, call, in_units, out_units = self._calls[index]
         c_in = _kept(call.inputs[0], in_units, keep_units)
         c_out = _kept(call.outputs[0], out_units, keep_units)
-        return cost.at(c_in, c_out if cost.out_widths else None)
+        ms = cost.at(c_in, c_out if cost.out_widths else None)
+        return self.table.scale * ms
 
     def touching(self, units) -> list[int]:
         """The timed calls whose input or output channels include `units`."""
@@ -257,125 +350,44 @@ class LatencyCounter:
         return sorted(found)
 
 
+def as_table(table) -> LatencyTable:
+    """A `LatencyTable` from itself, the path of its JSON file, or its dict."""
+    if isinstance(table, LatencyTable):
+        return table
+    if isinstance(table, dict):
+        return LatencyTable.from_dict(table)
+    if isinstance(table, (str, os.PathLike)):
+        return LatencyTable.from_json(str(table))
+    raise TypeError(
+        f"table must be a kprune.LatencyTable or the path of its JSON file; got "
+        f"{type(table).__name__}"
+    )
+
+
 def _kept(tensor, units, keep_units) -> int:
     if units is None:
         return int(tensor.shape[-1])
     return int(keep_units[units].sum())
 
 
-def _check_widths(widths) -> None:
-    values = list(widths) if isinstance(widths, (list, tuple)) else []
-    if not values or not all(0 < w <= 1 for w in values) or 1.0 not in values:
-        raise ValueError(
-            "widths must be shares of the channels in (0, 1] that include 1.0, "
-            f"e.g. (0.25, 0.5, 0.75, 1.0); got {widths!r}"
-        )
+def _fit_scale(points: list[dict]) -> float:
+    """The factor on the layers' sum that best fits the whole-model timings,
+    the line held through the dense model (least squares; 1 without others)."""
+    dense, others = points[0], points[1:]
+    d_layers = np.array([p["layers_ms"] - dense["layers_ms"] for p in others])
+    d_measured = np.array([p["measured_ms"] - dense["measured_ms"] for p in others])
+    spread = float((d_layers**2).sum())
+    if not others or spread <= 0.0:
+        return 1.0
+    return float(np.clip((d_layers * d_measured).sum() / spread, *SCALE_BOUNDS))
 
 
-def _call_keys(graph: ChannelGraph):
-    """`("layer:index", call)` for every call, the index counting the calls of
-    the same layer (a shared layer has several)."""
-    seen: dict[str, int] = {}
-    for call in graph.calls:
-        name = call.layer.name
-        seen[name] = seen.get(name, -1) + 1
-        yield f"{name}:{seen[name]}", call
-
-
-def _signatures(graph: ChannelGraph):
-    """Distinct timed layer signatures, and each timed call's signature.
-
-    A signature holds the layer, its input shapes, its output channels, and
-    whether its input and output channels can change (only channels of
-    prunable groups do; the others are timed at their one width)."""
-    prunable = set()
-    for group in graph.prunable:
-        prunable.update(int(u) for u in np.asarray(group.units).ravel())
-
-    def varies(tensor) -> bool:
-        units = graph.units_of(tensor)
-        return units is not None and any(int(u) in prunable for u in np.ravel(units))
-
-    signatures, calls = {}, {}
-    for key, call in _call_keys(graph):
-        kind = type(call.layer).__name__
-        if kind not in GRID_LAYERS + CHANNELWISE_LAYERS or len(call.outputs) != 1:
-            continue
-        config = {k: v for k, v in call.layer.get_config().items() if k != "name"}
-        shapes = [tuple(t.shape[1:]) for t in call.inputs]
-        if any(d is None for s in shapes for d in s):
-            raise ValueError(
-                f"layer '{call.layer.name}' has an unknown spatial size: build the "
-                "model for a fixed input size to measure its latency table"
-            )
-        out_channels = int(call.outputs[0].shape[-1])
-        flags = (varies(call.inputs[0]), varies(call.outputs[0]))
-        signature = repr(
-            (kind, sorted(config.items(), key=str), shapes, out_channels, flags)
-        )
-        signatures.setdefault(signature, (call.layer, shapes, out_channels, flags))
-        calls[key] = signature
-    return signatures, calls
-
-
-def _grid(channels: int, widths) -> list[int]:
-    return sorted({max(1, round(w * channels)) for w in widths})
-
-
-def _write_variants(directory, signatures, widths, verbose, quantize=None):
-    """One `.tflite` per signature and grid point, as `(signature, (c_in,
-    c_out), path)`."""
-    files, jobs = [], []
-    for signature, (layer, shapes, out_channels, flags) in signatures.items():
-        grid = type(layer).__name__ in GRID_LAYERS
-        ins = _grid(shapes[0][-1], widths if flags[0] else (1.0,))
-        outs = _grid(out_channels, widths if flags[1] else (1.0,)) if grid else [None]
-        jobs.extend(
-            (signature, layer, shapes, c_in, c_out) for c_in in ins for c_out in outs
-        )
-    with Steps("latency table: single-layer models", len(jobs), verbose) as steps:
-        for index, (signature, layer, shapes, c_in, c_out) in enumerate(jobs):
-            path = os.path.join(directory, f"v{index}.tflite")
-            _export(_single_layer(layer, shapes, c_in, c_out), path, quantize)
-            files.append((signature, (c_in, c_out), path))
-            steps.advance(f"{layer.name} {c_in}x{c_out or c_in}")
-    return files
-
-
-def _single_layer(layer, shapes, c_in: int, c_out: int | None) -> keras.Model:
-    """`layer`'s type and settings alone, at `c_in` input (and `c_out`
-    output) channels, with random weights."""
-    config = layer.get_config()
-    if c_out is not None:
-        config["filters" if "filters" in config else "units"] = c_out
-    inputs = [keras.Input(tuple(s[:-1]) + (c_in,)) for s in shapes]
-    clone = type(layer).from_config(config)
-    outputs = clone(inputs if len(inputs) > 1 else inputs[0])
-    return keras.Model(inputs, outputs)
-
-
-def _export(model, path: str, quantize=None, representative_data=None) -> str:
-    """`model` as a `.tflite` at `path`; int8 calibrated on `representative_data`
-    (random normal inputs when None)."""
-    if quantize == "int8" and representative_data is None:
-        rng = np.random.default_rng(0)
-        shapes = [(16,) + tuple(i.shape[1:]) for i in model.inputs]
-        samples = [rng.normal(size=s).astype("float32") for s in shapes]
-        representative_data = samples if len(samples) > 1 else samples[0]
-    export_tflite(
-        model,
-        path,
-        quantize=quantize,
-        representative_data=representative_data,
-        verify=False,
-    )
-    return path
-
-
-def _costs(signatures, files, medians) -> dict[str, Cost]:
-    found: dict[str, dict] = {s: {} for s in signatures}
-    for (signature, point, _), ms in zip(files, medians):
-        found[signature][point] = ms
+def _costs(layers: list[dict], timings: dict) -> dict[str, Cost]:
+    """Every signature's `Cost` from the manifest's layer entries."""
+    found: dict[str, dict] = {}
+    for entry in layers:
+        point = (entry["c_in"], entry["c_out"])
+        found.setdefault(entry["signature"], {})[point] = timings[entry["file"]]
     costs = {}
     for signature, points in found.items():
         ins = sorted({c_in for c_in, _ in points})

@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Mapping
 import keras
 import numpy as np
 
-from kprune.checks import check_one_target, check_settings
+from kprune.checks import check_one_target, check_settings, check_table
 from kprune.choosing import Chooser, search_flops, search_latency
 from kprune.criteria import ScoringContext, get_criterion, registered_options
 from kprune.graph import ChannelGraph, Group
@@ -308,14 +308,7 @@ def _check_table(table, ratio, flops, ratios, latency, latency_ms) -> None:
         ratio=ratio, flops=flops, ratios=ratios, latency=latency, latency_ms=latency_ms
     )
     check_settings(latency=latency, latency_ms=latency_ms)
-    wanted = latency is not None or latency_ms is not None
-    if wanted and table is None:
-        raise ValueError(
-            "latency=/latency_ms= plan against a measured latency table: pass "
-            "table=kprune.LatencyTable.measure(model) (or one loaded from JSON)"
-        )
-    if table is not None and not wanted:
-        raise ValueError("table= is only read with latency= or latency_ms=")
+    check_table(table, latency is not None or latency_ms is not None)
 
 
 def _check_target(ratio, flops, scope, min_channels, round_to, min_share=0.0):

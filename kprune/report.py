@@ -131,6 +131,8 @@ class PruningReport(JsonResult):
         channels: per group, `[channels before, channels after]`.
         latency_ms: measured latencies, `{"before": ms, "after": ms}`, when
             someone measured them (`kprune prune --tolerance ... --bench` does).
+        predicted_ms: the latency table's predictions, `{"before": ms,
+            "after": ms}`, for a run planned by latency (`by="latency"`).
     """
 
     metric_name: str = "metric"
@@ -138,6 +140,7 @@ class PruningReport(JsonResult):
     title: str = ""
     channels: dict[str, list[int]] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
+    predicted_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def baseline(self) -> Round | None:
@@ -242,13 +245,12 @@ class PruningReport(JsonResult):
         ]
         if first.metric is not None:
             rows.append((self.metric_name, f"{first.metric:.4f}", f"{last.metric:.4f}"))
-        if self.latency_ms:
-            rows.append(
-                (
-                    "latency (ms)",
-                    *(f"{self.latency_ms[k]:.2f}" for k in ("before", "after")),
-                )
-            )
+        for name, values in (
+            ("latency (ms)", self.latency_ms),
+            ("predicted latency (ms)", self.predicted_ms),
+        ):
+            if values:
+                rows.append((name, *(f"{values[k]:.2f}" for k in ("before", "after"))))
         parts = [
             htmlpage.heading("Before and after"),
             htmlpage.table(["", "before", "after"], rows),

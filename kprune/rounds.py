@@ -211,6 +211,12 @@ def run_rounds(
                 state.rejected.add(_cut(plan))
                 step /= 2
     report.channels = kept_channels(model, state.current)
+    table = getattr(schedule, "plan_options", {}).get("table")
+    if table is not None:  # by="latency": the table's prediction, before and after
+        report.predicted_ms = {
+            "before": table.predict(model),
+            "after": table.predict(state.current),
+        }
     return state.current, report
 
 

@@ -102,9 +102,30 @@ def test_sensitivity_benchmark(tmp_path):
 @pytest.mark.slow
 def test_latency_budget_benchmark(tmp_path):
     args = ["--models", "small_cnn", "--budgets", "0.7", "--runs", "5"]
-    args += ["--widths", "0.5", "1.0", "--json", "l.json"]
+    args += ["--widths", "0.5", "1.0", "--json", "l.json", "--probes", "2"]
+    args += ["--quantize", "float32"]
     out = run_benchmark("latency_budget.py", args, tmp_path)
     assert "predicted share" in out
     rows = json.loads((tmp_path / "l.json").read_text())
-    assert [r["plan"] for r in rows] == ["latency plan", "FLOPs plan"]
+    plans = ["latency plan", "uncalibrated table", "FLOPs plan"]
+    plans += ["FLOPs plan, same channels"]
+    assert [r["plan"] for r in rows] == plans
     assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+    reason="apt-get install dataset-fashion-mnist",
+)
+def test_latency_trained_benchmark(tmp_path):
+    args = ["--seeds", "0", "--model", "tiny", "--size", "32", "--train-size", "64"]
+    args += ["--budget", "0.7"]
+    args += ["--test-size", "64", "--epochs", "1", "--fine-tune", "1"]
+    args += ["--runs", "3", "--probes", "1", "--widths", "0.5", "1.0"]
+    args += ["--json", "t.json"]
+    out = run_benchmark("latency_trained.py", args, tmp_path)
+    assert "latency kept" in out
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert [r["plan"] for r in rows] == ["latency plan", "FLOPs plan"]
+    assert all(0 < r["latency_kept"] and 0 <= r["accuracy"] <= 1 for r in rows)

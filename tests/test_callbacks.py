@@ -226,7 +226,7 @@ def test_needs_a_wrapped_model():
         ({"flops": 0.5, "monitor": "val_loss"}, "would be ignored with flops="),
         (
             {"tolerance": 0.1, "schedule": "constant", "power": 2},
-            r"schedule=, power= only apply with ratio= or flops=",
+            r"schedule=, power= only apply with ratio=, flops= or latency=",
         ),
         ({"tolerance": 0.1, "mode": "maximum"}, "mode must be one of"),
         ({"tolerance": 0.1, "step": 1.5}, r"step must be in \(0, 1\)"),

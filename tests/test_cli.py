@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+import kprune
 from kprune import cli
 from tests import models
 
@@ -302,7 +303,7 @@ def test_latency_table_and_latency_budget_from_the_shell(tmp_path, capsys):
     table = str(tmp_path / "t.json")
     args = ["table", path, "-o", table, "--widths", "0.5", "1.0", "--runs", "5"]
     assert cli.main(args + ["--verbose", "0"]) == 0
-    assert "layer signatures timed" in capsys.readouterr().out
+    assert "layer signatures, dense" in capsys.readouterr().out
     out = str(tmp_path / "s.keras")
     args = ["prune", path, "-o", out, "--latency", "0.8", "--table", table]
     assert cli.main(args) == 0
@@ -310,3 +311,24 @@ def test_latency_table_and_latency_budget_from_the_shell(tmp_path, capsys):
     assert "predicted ms" in text and "measured ms" in text and "budget ms" in text
     with pytest.raises(SystemExit, match="--table table.json"):
         cli.main(["prune", path, "-o", out, "--latency", "0.8"])
+    # the device path: write the files, time them elsewhere, build the table
+    folder = tmp_path / "layers"
+    args = ["table", path, "--write", str(folder), "--widths", "1.0"]
+    assert cli.main(args + ["--verbose", "0"]) == 0
+    assert "run_benchmark.sh" in capsys.readouterr().out
+    for tflite in folder.glob("*.tflite"):
+        log = (
+            "Inference timings in us: Init: 5, First inference: 9, Inference (avg): 250"
+        )
+        tflite.with_suffix(".log").write_text(log)
+    args = ["table", "--timings", str(folder), "-o", table, "--runtime", "pixel"]
+    assert cli.main(args) == 0
+    assert kprune.LatencyTable.from_json(table).runtime == "pixel"
+    for args, match in [
+        (["table", "-o", table], "give a model to measure"),
+        (["table", "--timings", str(folder), "--widths", "0.5"], "--widths would be"),
+        (["table", path, "--runtime", "pixel"], "--runtime only applies"),
+        (["table", path, "--write", str(folder), "-o", table], "--output has no"),
+    ]:
+        with pytest.raises(SystemExit, match=match):
+            cli.main(args)

@@ -1,12 +1,15 @@
 """LatencyTable (measured per-layer latencies) and plan(latency=...)."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
 import kprune
-from kprune.latency import Cost, LatencyTable, _signatures
+from kprune.latency import Cost, LatencyTable, _fit_scale
+from kprune.layerfiles import _signatures, parse_benchmark_log
 from tests.models import randomize
 
 
@@ -127,6 +130,12 @@ def test_staged_and_the_tolerance_loop_step_by_predicted_latency():
     # each round removes ~20% of the current predicted latency
     assert table.predict(small) <= table.dense_ms * 0.8**2 + 1e-9
     assert table.predict(small) >= table.dense_ms * 0.8**2 - 1.0
+    # the report holds the prediction before and after (and keeps it in JSON)
+    assert report.predicted_ms == {
+        "before": pytest.approx(table.dense_ms),
+        "after": pytest.approx(table.predict(small)),
+    }
+    assert type(report).from_json(report.to_json()).predicted_ms == report.predicted_ms
     x = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
     y = model.predict(x, verbose=0)
     _, report = kprune.prune_to_tolerance(
@@ -151,8 +160,9 @@ def test_staged_and_the_tolerance_loop_step_by_predicted_latency():
 @pytest.mark.slow
 def test_int8_table():
     model = two_convs(size=32)
+    # one width: a file per layer and the model (int8 conversions are slow)
     table = LatencyTable.measure(
-        model, widths=(0.5, 1.0), runs=5, quantize="int8", verbose=0
+        model, widths=(1.0,), runs=5, quantize="int8", verbose=0
     )
     assert table.quantize == "int8" and table.dense_ms > 0
     assert table.predict(model) == pytest.approx(table.dense_ms)
@@ -162,3 +172,116 @@ def test_int8_table():
         LatencyTable.measure(model, runtime="tflite-gpu")
     with pytest.raises(ValueError, match="include 1.0"):
         LatencyTable.measure(model, widths=(0.5,))
+
+
+def test_the_scale_fits_whole_model_timings_through_the_dense_point():
+    # the whole model runs at 2 ms + half of what its single layers sum to
+    points = [
+        {"width": w, "layers_ms": 10 * w, "measured_ms": 2 + 5 * w}
+        for w in (1.0, 0.25, 0.5)
+    ]
+    assert _fit_scale(points) == pytest.approx(0.5)
+    assert _fit_scale(points[:1]) == 1.0  # nothing to fit
+    flat = [{**p, "measured_ms": 7.0} for p in points]  # never gets faster
+    assert _fit_scale(flat) == 0.05  # the lower bound
+    # the scale multiplies every layer's term; the overhead is added once
+    model = two_convs()
+    table = planted(model, {"cheap": 0.5, "dear": 0.5})
+    layers_ms = table.predict(model) - table.overhead_ms
+    table.scale = 0.5
+    assert table.predict(model) == pytest.approx(1.0 + 0.5 * layers_ms)
+
+
+LOG_MEDIAN = """INFO: Running benchmark for at least 30 iterations
+INFO: count=5 first=900 curr=700 min=690 max=900 avg=750 std=80 median=720
+INFO: count=30 first=512 curr=498 min=480 max=530 avg=501 median=1.5e+03
+INFO: Inference timings in us: Init: 812, First inference: 900, Warmup (avg): 750, \
+Inference (avg): 501.2
+"""
+LOG_AVERAGE = "Inference timings in us: Init: 8, First inference: 9, Warmup (avg): \
+1.2e+03, Inference (avg): 1.24027e+06\n"
+
+
+def test_benchmark_model_logs_are_read():
+    # the last run's median where the tool prints one, else the average
+    assert parse_benchmark_log(LOG_MEDIAN) == pytest.approx(1.5)
+    assert parse_benchmark_log(LOG_AVERAGE) == pytest.approx(1240.27)
+    with pytest.raises(ValueError, match="benchmark_model"):
+        parse_benchmark_log("Segmentation fault", "layer_0001.log")
+
+
+@pytest.mark.slow
+def test_files_timed_elsewhere_make_a_table(tmp_path):
+    """The phone path: write the files, time them anywhere, load the timings."""
+    model = two_convs(size=32)
+    folder = tmp_path / "layers"
+    LatencyTable.write_layers(model, str(folder), widths=(0.5, 1.0), verbose=0)
+    written = sorted(p.name for p in folder.iterdir())
+    assert {"kprune_layers.json", "run_benchmark.sh", "model.tflite"} <= set(written)
+    assert "width_50.tflite" in written
+    manifest = json.loads((folder / "kprune_layers.json").read_text())
+    # synthetic device timings: a layer costs 0.01 ms per in x out channel
+    # pair; the whole model 1 ms + half of its layers' sum
+    timings = {
+        e["file"]: 0.01 * e["c_in"] * (e["c_out"] or 1) for e in manifest["layers"]
+    }
+    zeros = {e["file"]: 0.0 for e in manifest["models"]}
+    table = LatencyTable.from_timings(str(folder), {**timings, **zeros})
+    for entry in manifest["models"]:
+        timings[entry["file"]] = 1.0 + 0.5 * table._layers_ms(entry["channels"])
+    table = LatencyTable.from_timings(str(folder), timings, runtime="pixel 7")
+    assert table.scale == pytest.approx(0.5) and table.runtime == "pixel 7"
+    assert table.overhead_ms == pytest.approx(1.0)
+    assert table.predict(model) == pytest.approx(table.dense_ms)
+    half = kprune.shrink(model, kprune.plan(model, "l1", ratio=0.5))
+    assert table.predict(half) == pytest.approx(timings["width_50.tflite"])
+    # benchmark_model's logs next to the files give the same table
+    for name, ms in timings.items():
+        log = f"count=30 first=1 curr=1 min=1 max=1 avg=1 std=0 median={ms * 1000}"
+        (folder / name.replace(".tflite", ".log")).write_text(log)
+    assert LatencyTable.from_timings(str(folder), runtime="pixel 7") == table
+    (folder / "layer_0000.log").unlink()
+    with pytest.raises(ValueError, match="no timing for 1 of"):
+        LatencyTable.from_timings(str(folder))
+    with pytest.raises(ValueError, match="write_layers wrote"):
+        LatencyTable.from_timings(str(tmp_path))
+    with pytest.raises(TypeError, match="dict of milliseconds"):
+        LatencyTable.from_timings(str(folder), [1.0])
+
+
+def test_the_callback_masks_to_a_latency_budget(tmp_path):
+    model = two_convs()
+    table = planted(model, {"cheap": 0.5, "dear": 0.5})
+    wrapped = kprune.wrap(model)
+    wrapped.compile("adam", "mse")
+    x = np.random.default_rng(0).normal(size=(16, 16, 16, 3)).astype("float32")
+    y = model.predict(x, verbose=0)
+    callback = kprune.PruningCallback(latency=0.5, table=table, end_epoch=1)
+    history = wrapped.fit(x, y, epochs=3, callbacks=[callback], verbose=0)
+    kept = history.history["pruning_latency_kept"]
+    assert kept[0] == 1.0  # the ramp starts at epoch 0 with nothing masked
+    assert 0.45 < kept[1] <= 0.5 + 1e-9 and kept[2] == kept[1]
+    small = kprune.shrink(wrapped)
+    assert table.predict(small) == pytest.approx(kept[-1] * table.dense_ms)
+    # the table travels in the config, and loads from its JSON file
+    again = kprune.PruningCallback.from_config(callback.get_config())
+    assert again.table == table and again.latency == 0.5
+    table.to_json(str(tmp_path / "t.json"))
+    loaded = kprune.PruningCallback(latency=0.5, table=str(tmp_path / "t.json"))
+    assert loaded.table == table
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"latency": 0.5}, ValueError, "table=kprune.LatencyTable.measure"),
+        ({"ratio": 0.5, "table": "t.json"}, ValueError, "only read with latency="),
+        ({"latency": 0.5, "table": 3}, TypeError, "path of its JSON file"),
+        ({"latency": 1.5, "table": "t.json"}, ValueError, r"in \(0, 1\)"),
+        ({"latency": 0.5, "flops": 0.5}, ValueError, "exactly one target"),
+        ({"latency": 0.5, "table": "t.json", "step": 0.1}, ValueError, "ignored"),
+    ],
+)
+def test_the_callback_refuses_bad_latency_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        kprune.PruningCallback(**kwargs)

@@ -33,6 +33,7 @@ from kprune.cli.files import (
     load_npz,
     load_trainable,
     measure_latency,
+    refuse,
     show_table,
 )
 from kprune.messages import say
@@ -86,7 +87,7 @@ def cmd_prune(args) -> int:
 
     if args.tolerance is not None:
         return _prune_to_tolerance(args)
-    _refuse(
+    refuse(
         args,
         TOLERANCE_ONLY,
         "only apply with --tolerance",
@@ -145,7 +146,7 @@ def _show_latency(model, small, plan, table, share) -> None:
 def _prune_to_tolerance(args) -> int:
     import kprune
 
-    _refuse(
+    refuse(
         args, ("ratio", "flops", "plan", "plan_out"), "cannot be used with --tolerance"
     )
     if args.data is None:
@@ -285,14 +286,6 @@ def _tolerance_options(prune) -> None:
     tol.add_argument("--html", help="write an HTML report here")
     tol.add_argument("--bench", action="store_true", help="time both in LiteRT")
     training_options(tol)
-
-
-def _refuse(args, names, why: str) -> None:
-    """Raise for options given that this form of the command would ignore."""
-    given = [n for n in names if getattr(args, n) not in (None, False)]
-    if given:
-        flags = ", ".join(f"--{n.replace('_', '-')}" for n in given)
-        raise SystemExit(f"kprune prune: {flags} {why}")
 
 
 def main(argv: list[str] | None = None) -> int:

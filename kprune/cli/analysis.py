@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from kprune.cli.files import load_model, load_npz, load_trainable, show_table
+from kprune.cli.files import load_model, load_npz, load_trainable, refuse, show_table
 from kprune.messages import say
 
 
@@ -72,14 +72,40 @@ def cmd_report(args) -> int:
 def cmd_table(args) -> int:
     import kprune
 
-    model = load_model(args.model)
-    table = kprune.LatencyTable.measure(
-        model, widths=tuple(args.widths), runs=args.runs, verbose=args.verbose
-    )
+    if (args.model is None) == (args.timings is None):
+        raise SystemExit(
+            "kprune table: give a model to measure (or to --write its files), or "
+            "--timings DIR to build the table from files timed elsewhere"
+        )
+    if args.timings is not None:
+        measuring = ("widths", "runs", "quantize", "write")
+        refuse(args, measuring, "would be ignored with --timings", command="table")
+        table = kprune.LatencyTable.from_timings(
+            args.timings, runtime=args.runtime or "device"
+        )
+    else:
+        refuse(args, ("runtime",), "only applies with --timings", command="table")
+        options = {"widths": tuple(args.widths or (0.25, 0.5, 1.0))}
+        options.update(quantize=args.quantize, verbose=args.verbose)
+        options["runs"] = 30 if args.runs is None else args.runs
+        model = load_model(args.model)
+        if args.write:
+            refuse(args, ("output",), "has no table to write yet", command="table")
+            kprune.LatencyTable.write_layers(model, args.write, **options)
+            say(
+                f"wrote the files to {args.write}: time them on the device (sh "
+                f"{args.write}/run_benchmark.sh does it over adb), then `kprune "
+                f"table --timings {args.write} -o table.json`"
+            )
+            return 0
+        table = kprune.LatencyTable.measure(model, **options)
+    if not args.output:
+        raise SystemExit("kprune table: give -o table.json, where the table goes")
     table.to_json(args.output)
     say(
-        f"{len(table.costs)} layer signatures timed in {table.seconds:.0f} s; dense "
-        f"{table.dense_ms:.3f} ms (overhead {table.overhead_ms:.3f} ms)"
+        f"{len(table.costs)} layer signatures, dense {table.dense_ms:.3f} ms, layers' "
+        f"sum scaled by {table.scale:.3f} to fit the whole model "
+        f"(overhead {table.overhead_ms:.3f} ms); measuring took {table.seconds:.0f} s"
     )
     say(f"wrote {args.output}")
     return 0
@@ -115,10 +141,20 @@ def add_analysis_commands(sub) -> None:
     report.set_defaults(run=cmd_report)
 
     table = sub.add_parser("table", help="measure a model's per-layer LiteRT latencies")
-    table.add_argument("model", help="a .keras or .h5 file")
-    table.add_argument("-o", "--output", required=True, help="the table's .json file")
-    table.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
-    table.add_argument("--runs", type=int, default=30)
+    table.add_argument("model", nargs="?", help="a .keras or .h5 file")
+    table.add_argument("-o", "--output", help="the table's .json file")
+    table.add_argument(
+        "--widths", type=float, nargs="+", help="shares of channels (0.25 0.5 1.0)"
+    )
+    table.add_argument("--runs", type=int, help="timed runs per file (30)")
+    table.add_argument("--quantize", choices=["int8"], help="time int8 exports")
+    table.add_argument(
+        "--write", metavar="DIR", help="write the files to time elsewhere"
+    )
+    table.add_argument(
+        "--timings", metavar="DIR", help="build the table from DIR's timed files"
+    )
+    table.add_argument("--runtime", help="with --timings: where they were timed")
     table.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     table.set_defaults(run=cmd_table)
 

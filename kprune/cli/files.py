@@ -136,3 +136,11 @@ def measure_latency(before, after, runs: int = 30) -> dict[str, float]:
         "before": results[0].median_ms,
         "after": results[1].median_ms,
     }
+
+
+def refuse(args, names, why: str, command: str = "prune") -> None:
+    """Raise for options given that this form of the command would ignore."""
+    given = [n for n in names if getattr(args, n) not in (None, False)]
+    if given:
+        flags = ", ".join(f"--{n.replace('_', '-')}" for n in given)
+        raise SystemExit(f"kprune {command}: {flags} {why}")

@@ -39,3 +39,20 @@ def compile_model(model, lr=2e-3):
         metrics=["accuracy"],
     )
     return model
+
+
+@functools.lru_cache(maxsize=1)
+def _trained_weights(epochs: int) -> list:
+    (x, y), _, _ = data()
+    keras.utils.set_random_seed(0)
+    model = cnn()
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model.get_weights()
+
+
+def trained(epochs: int = 4) -> keras.Model:
+    """A compiled `cnn()` trained `epochs` on the training split (seed 0); the
+    training runs once per test process, every call gets a fresh copy."""
+    model = cnn()
+    model.set_weights(_trained_weights(epochs))
+    return model

@@ -10,11 +10,7 @@ from tests import mnist, models
 
 @pytest.fixture(scope="module")
 def trained():
-    (x, y), val, test = mnist.data()
-    keras.utils.set_random_seed(0)
-    model = mnist.cnn()
-    model.fit(x, y, epochs=4, batch_size=64, verbose=0)
-    return model
+    return mnist.trained()
 
 
 @pytest.mark.slow
@@ -31,7 +27,7 @@ def test_stays_within_tolerance_and_report_matches(trained):
         step=0.2,
         by="flops",
         fine_tune_epochs=1,
-        max_rounds=6,
+        max_rounds=4,
         verbose=0,
     )
     _, base = trained.evaluate(*val, verbose=0)

@@ -69,20 +69,29 @@ def timed_shares(models: list, runs: int, quantize=None, exported=()) -> list[fl
 
 def flops_plan_at_measured(model, share, runs, quantize=None, probes=5):
     """The FLOPs plan whose *measured* latency is closest to `share` of the
-    dense model's (bisection on `flops=`, each probe timed with the dense
-    model), and the measured share it got."""
+    dense model's, and the measured share it got. Each probe is timed with
+    the dense model; the next `flops=` is interpolated between the nearest
+    probes on either side of `share` (no pruning keeps all the latency, and
+    the bracket starts as if none were kept at no FLOPs)."""
     graph = kprune.graph(model)
-    low, high, best = 0.01, 1.0, None
+    below, above, best = (0.0, 0.0), (1.0, 1.0), None  # (flops, measured share)
     with tempfile.TemporaryDirectory() as tmp:
         dense = export(model, os.path.join(tmp, "dense.tflite"), quantize)
         for _ in range(probes):
-            mid = (low + high) / 2
-            plan = kprune.plan(model, flops=mid, graph=graph)
+            (f0, s0), (f1, s1) = below, above
+            flops = f0 + (share - s0) * (f1 - f0) / max(s1 - s0, 1e-9)
+            # Stay inside the bracket, away from its ends, so it always shrinks.
+            flops = min(max(flops, f0 + 0.1 * (f1 - f0)), f1 - 0.1 * (f1 - f0))
+            plan = kprune.plan(model, flops=max(flops, 0.01), graph=graph)
             small = kprune.shrink(model, plan)
             dense_ms, ms = timed_shares([small], runs, quantize, exported=[dense])
-            if best is None or abs(ms / dense_ms - share) < abs(best[1] - share):
-                best = (plan, ms / dense_ms)
-            low, high = (low, mid) if ms / dense_ms > share else (mid, high)
+            got = ms / dense_ms
+            if best is None or abs(got - share) < abs(best[1] - share):
+                best = (plan, got)
+            if got > share:
+                above = (flops, got)
+            else:
+                below = (flops, got)
     return best
 
 

@@ -100,8 +100,12 @@ def run_seed(seed: int, args) -> list[dict]:
         model, widths=tuple(args.widths), runs=args.runs, verbose=0
     )
     plans = {"latency plan": kprune.plan(model, latency=args.budget, table=table)}
+    # The FLOPs plan is searched to the latency plan's *measured* share, so the
+    # two are compared at the same real latency, not at the same budget.
+    small = kprune.shrink(model, plans["latency plan"])
+    dense_ms, ms = timed_shares([model, small], args.runs)
     plans["FLOPs plan"], _ = flops_plan_at_measured(
-        model, args.budget, args.runs, probes=args.probes
+        model, ms / dense_ms, args.runs, probes=args.probes
     )
     rows, smalls = [], []
     for key, plan in plans.items():

@@ -187,9 +187,11 @@ def parse_benchmark_log(text: str, where: str = "the log") -> float:
     return float(found.group(1)) / 1000.0
 
 
-def export(model, path: str, quantize=None, representative_data=None) -> str:
+def export(
+    model, path: str, quantize=None, representative_data=None, int8_io=False
+) -> str:
     """`model` as a `.tflite` at `path`; int8 calibrated on `representative_data`
-    (random normal inputs when None)."""
+    (random normal inputs when None), with int8 inputs and outputs if `int8_io`."""
     if quantize == "int8" and representative_data is None:
         rng = np.random.default_rng(0)
         shapes = [(16,) + tuple(i.shape[1:]) for i in model.inputs]
@@ -200,6 +202,7 @@ def export(model, path: str, quantize=None, representative_data=None) -> str:
         path,
         quantize=quantize,
         representative_data=representative_data,
+        int8_io=int8_io,
         verify=False,
     )
     return path
@@ -259,7 +262,11 @@ def _write_variants(directory, signatures, widths, verbose, quantize=None):
         for index, (signature, layer, shapes, c_in, c_out) in enumerate(jobs):
             name = f"layer_{index:04d}.tflite"
             single = _single_layer(layer, shapes, c_in, c_out)
-            export(single, os.path.join(directory, name), quantize)
+            # int8 layers take and give int8, as they do inside an int8 graph: with
+            # float ends, each file would also time a quantize and a dequantize
+            # of its whole input and output, which grow with the channels too.
+            path = os.path.join(directory, name)
+            export(single, path, quantize, int8_io=quantize == "int8")
             entries.append(
                 {"file": name, "signature": signature, "c_in": c_in, "c_out": c_out}
             )

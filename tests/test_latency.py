@@ -5,6 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 from keras import layers
 
 import kprune
@@ -158,7 +159,7 @@ def test_staged_and_the_tolerance_loop_step_by_predicted_latency():
 
 
 @pytest.mark.slow
-def test_int8_table():
+def test_int8_table(tmp_path):
     model = two_convs(size=32)
     # one width: a file per layer and the model (int8 conversions are slow)
     table = LatencyTable.measure(
@@ -166,6 +167,18 @@ def test_int8_table():
     )
     assert table.quantize == "int8" and table.dense_ms > 0
     assert table.predict(model) == pytest.approx(table.dense_ms)
+    # The single layers run int8 end to end, as inside the int8 model; the
+    # model itself keeps float ends. (Float-ended layer files once timed a
+    # quantize and a dequantize of every activation besides the layer.)
+    LatencyTable.write_layers(
+        model, str(tmp_path), widths=(1.0,), quantize="int8", verbose=0
+    )
+    ends = {}
+    for name in ("layer_0000.tflite", "model.tflite"):
+        interpreter = Interpreter(model_path=str(tmp_path / name))
+        details = interpreter.get_input_details() + interpreter.get_output_details()
+        ends[name] = {np.dtype(d["dtype"]).name for d in details}
+    assert ends == {"layer_0000.tflite": {"int8"}, "model.tflite": {"float32"}}
     with pytest.raises(ValueError, match="quantize must be None or 'int8'"):
         LatencyTable.measure(model, quantize="float16")
     with pytest.raises(ValueError, match="runtime must be 'litert'"):

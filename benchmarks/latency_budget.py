@@ -5,19 +5,21 @@
 
 Per model (MobileNetV2 128x128, ResNet50 96x96, the U-Net 128x128; random
 weights, L1 criterion) and per type (float32, int8): `kprune.LatencyTable.
-measure` times every layer alone at 25/50/100% of its channels in LiteRT (1
+measure` probes the channel steps of each layer type, times every layer alone
+at 25/50/100% of its channels (on multiples of the steps) in LiteRT (1
 thread), and the whole model at each width to calibrate the layers' sum. For
-each budget (a share of the dense model's measured latency) three models are
-shrunk: the latency plan (`plan(latency=...)`), the latency plan of the same
-table without its calibration, and the FLOPs plan whose *measured* latency
-is closest to the latency plan's (bisection on `flops=`, each probe timed
-with the dense model), and the FLOPs plan that keeps as many channels as the
-latency plan (its speed-up against the latency plan's is the HALP effect).
-Then all of them are exported and timed together with the dense model,
-`--runs` interleaved runs, medians. Reported: the measured
-latency against the budget (a share of the dense model measured in the same
-runs), the predicted share of the table's dense latency, and the channels and
-FLOPs each plan keeps.
+each budget (a share of the dense model's measured latency) these models are
+shrunk: the latency plan (`plan(latency=...)`), the same plan timed and
+corrected (`plan_measured`, up to `--tries` tries, within 5%), the latency
+plans of the same table without its channel steps and without its calibration,
+the FLOPs plan whose *measured* latency is closest to the latency plan's
+(searched on `flops=`, each probe timed with the dense model), and the FLOPs
+plan that keeps as many channels as the latency plan (its speed-up against the
+latency plan's is the HALP effect). Then all of them are exported and timed
+together with the dense model, `--runs` interleaved runs, medians. Reported:
+the measured latency against the budget (a share of the dense model measured
+in the same runs), the predicted share of the table's dense latency, and the
+channels and FLOPs each plan keeps.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from tflite_speedup import MODELS as SPEEDUP_MODELS  # noqa: E402
 
 import kprune  # noqa: E402
 from kprune.choosing import BudgetUnreachable  # noqa: E402
+from kprune.latency import _fit_scale  # noqa: E402
 from kprune.layerfiles import export  # noqa: E402
 from kprune.report import format_table  # noqa: E402
 
@@ -130,7 +133,21 @@ def uncalibrated(table):
     )
 
 
-def measure(name, budgets, runs, widths, quantize=None, probes=5):
+def stepless(table):
+    """The same table with its channel steps ignored (linear between its
+    grid points), the calibration fitted again."""
+    costs = {k: dataclasses.replace(c, step=1) for k, c in table.costs.items()}
+    flat = dataclasses.replace(table, costs=costs, steps={})
+    points = [
+        {**p, "layers_ms": flat._layers_ms(p["channels"])} for p in table.calibration
+    ]
+    flat.scale = _fit_scale(points)
+    flat.overhead_ms = flat.dense_ms - flat.scale * points[0]["layers_ms"]
+    flat.calibration = points
+    return flat
+
+
+def measure(name, budgets, runs, widths, quantize=None, probes=5, tries=3):
     model = MODELS[name]()
     start = time.perf_counter()
     table = kprune.LatencyTable.measure(
@@ -139,8 +156,12 @@ def measure(name, budgets, runs, widths, quantize=None, probes=5):
     rows = []
     for budget in budgets:
         plans, missed = {}, []
-        for key, t in (("latency plan", table), ("uncalibrated table", None)):
-            t = t or uncalibrated(table)
+        variants = {
+            "latency plan": table,
+            "table without steps": stepless(table),
+            "uncalibrated table": uncalibrated(table),
+        }
+        for key, t in variants.items():
             try:
                 plans[key] = kprune.plan(model, latency=budget, table=t)
             except BudgetUnreachable as error:  # the table says pruning cannot
@@ -148,6 +169,9 @@ def measure(name, budgets, runs, widths, quantize=None, probes=5):
         rows += missed
         if "latency plan" not in plans:
             continue
+        plans["latency plan, measured"] = kprune.plan_measured(
+            model, budget, table, tries=tries, runs=runs, verbose=0
+        )
         smalls = {key: kprune.shrink(model, p) for key, p in plans.items()}
         dense_ms, ms = timed_shares([model, smalls["latency plan"]], runs, quantize)
         plans["FLOPs plan"], _ = flops_plan_at_measured(
@@ -177,11 +201,14 @@ def measure(name, budgets, runs, widths, quantize=None, probes=5):
                     "table_scale": table.scale,
                     "table_seconds": table.seconds,
                     "table_signatures": len(table.costs),
+                    "table_steps": table.steps,
+                    "tries": len(plan.target.get("tries", [])),
                 }
             )
     print(
         f"{name} ({quantize or 'float32'}): table of {len(table.costs)} layer "
-        f"signatures measured in {table.seconds:.0f} s, scale {table.scale:.3f}; "
+        f"signatures measured in {table.seconds:.0f} s, scale {table.scale:.3f}, "
+        f"steps {table.steps}; "
         f"all in {time.perf_counter() - start:.0f} s",
         flush=True,
     )
@@ -205,6 +232,9 @@ def main(argv=None):
     parser.add_argument(
         "--probes", type=int, default=5, help="bisection steps of the FLOPs plan"
     )
+    parser.add_argument(
+        "--tries", type=int, default=3, help="most tries of kprune.plan_measured"
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parse_args(add_eager_flag(parser), argv)
     rows = []
@@ -217,6 +247,7 @@ def main(argv=None):
                 args.widths,
                 None if quantize == "float32" else quantize,
                 args.probes,
+                args.tries,
             )
             write_json(args.json, rows)  # after every model: a long run keeps some
     rows = [r for r in rows if "unreachable" not in r]

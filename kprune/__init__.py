@@ -24,6 +24,7 @@ from kprune.graph import ChannelGraph, Group
 from kprune.graph import graph as graph
 from kprune.handlers import LayerHandler, register_handler
 from kprune.latency import LatencyTable
+from kprune.latency_fit import plan_measured
 from kprune.learning import learn_importance
 from kprune.litert import TFLiteBenchmark, benchmark_tflite, verify_tflite
 from kprune.masks import masks_plan, set_masks
@@ -52,6 +53,7 @@ __all__ = [
     "export_tflite",
     "Group",
     "LatencyTable",
+    "plan_measured",
     "LayerHandler",
     "Profile",
     "PruningCallback",

@@ -209,21 +209,33 @@ def search_latency(g, chooser, counter, budget: float) -> dict[str, np.ndarray]:
     keep-mask; a `LatencyCounter`) is within `budget`, losing the least
     score: a greedy knapsack.
 
-    Step by step, the group whose next channels (its lowest-scored kept ones;
-    `round_to` of them, or a 32nd of the group if more) cost the least score
-    per millisecond they save gives them up, until the prediction fits; then
-    `round_to` steps are given back, the most deserving first, while it fits.
+    Each group moves in its own step: `round_to` and the channel step of the
+    kernels it feeds or comes out of (`counter.step`, measured by the table),
+    their least common multiple. Step by step, the group whose next channels
+    (its lowest-scored kept ones; one step of them, or about a 32nd of the
+    group if more) cost the least score per millisecond they save gives them
+    up, until the prediction fits; then steps are given back, the most
+    deserving group first, while it fits.
     """
     counts = {grp.name: grp.size for grp in chooser.groups}
-    floors = {grp.name: chooser._count(grp.size, 0) for grp in chooser.groups}
+    steps = {
+        grp.name: math.lcm(chooser.round_to, counter.step(grp.units))
+        for grp in chooser.groups
+    }
+    # A channel below a whole step costs as much as the step: keep the step.
+    floors = {
+        grp.name: min(grp.size, _step_up(chooser._count(grp.size, 0), steps[grp.name]))
+        for grp in chooser.groups
+    }
     lowest = counter(chooser.units_mask(g.num_units, floors))
     if lowest > budget:
         raise BudgetUnreachable(
             f"the latency budget ({budget:.3f} ms predicted) cannot be reached: "
             f"with the frozen groups and min_channels={chooser.min_channels}, "
-            f"min_share={chooser.min_share}, round_to={chooser.round_to}, the "
-            f"least this model can take is {lowest:.3f} ms. Raise the budget or "
-            "lower min_channels/min_share/round_to."
+            f"min_share={chooser.min_share}, round_to={chooser.round_to} and the "
+            f"kernels' channel steps ({counter.table.steps or 'none'}), the least "
+            f"this model can take is {lowest:.3f} ms. Raise the budget or lower "
+            "min_channels/min_share/round_to."
         )
     keep = chooser.units_mask(g.num_units, counts)
     terms = counter.terms(keep)
@@ -233,7 +245,7 @@ def search_latency(g, chooser, counter, budget: float) -> dict[str, np.ndarray]:
         best = None
         for grp in chooser.groups:
             name = grp.name
-            step = max(chooser.round_to, grp.size // 32)
+            step = steps[name] * max(1, grp.size // 32 // steps[name])
             fewer = max(floors[name], _step_down(counts[name], step))
             if fewer >= counts[name]:
                 continue
@@ -253,7 +265,11 @@ def search_latency(g, chooser, counter, budget: float) -> dict[str, np.ndarray]:
     def cost(changed):
         return counter(chooser.units_mask(g.num_units, {**counts, **changed}))
 
-    return chooser.keep(_give_back(chooser, counts, cost, budget))
+    return chooser.keep(_give_back(chooser, counts, cost, budget, steps))
+
+
+def _step_up(count: int, step: int) -> int:
+    return math.ceil(count / step) * step
 
 
 def _step_down(count: int, round_to: int) -> int:
@@ -261,13 +277,15 @@ def _step_down(count: int, round_to: int) -> int:
     return ((count - 1) // round_to) * round_to
 
 
-def _give_back(chooser, counts, cost, budget) -> dict[str, int]:
-    """Return channels, the best-scored first, while the cost stays within."""
+def _give_back(chooser, counts, cost, budget, steps) -> dict[str, int]:
+    """Return channels, a group's step at a time, the best-scored first, while
+    the cost stays within."""
     changed = True
     while changed:
         changed = False
         for grp in chooser.give_back_order(counts):
-            more = chooser.grown(grp, counts[grp.name])
+            step = steps[grp.name]
+            more = min(grp.size, (counts[grp.name] // step + 1) * step)
             if cost({grp.name: more}) <= budget:
                 counts[grp.name] = more
                 changed = True

@@ -1,19 +1,20 @@
 """A latency model of the target runtime: what each layer costs at each width.
 
-`LatencyTable.measure(model)` times, in the LiteRT interpreter, every layer of
-the model whose cost changes with its channels, alone, at a grid of channel
-counts (in x out for convolutions and Dense layers, one count for channelwise
-layers: depthwise convs, adds, pooling, padding), with warm-up and the
-variants' runs interleaved. It also times the whole model, and the model
-narrowed uniformly to each grid width: the runtime does not turn the single
-layers' savings one for one into savings of the whole graph, so the layers'
-sum is scaled to fit those whole-model timings (`scale`), and what it leaves
-unexplained is a constant overhead. The table thus predicts the dense model's
-latency exactly and a pruned model's by interpolation. The same files can be
-written out and timed on a device (`write_layers`, `from_timings`;
-kprune/layerfiles.py). `LatencyCounter` evaluates a table for any keep-mask,
-as `MacCounter` counts MACs; `kprune.plan(model, latency=..., table=...)`
-plans with it.
+`LatencyTable.measure(model)` first finds the channel step each layer type's
+kernels run in (kprune/latency_costs.py), then times, in the LiteRT
+interpreter, every layer of the model whose cost changes with its channels,
+alone, at a grid of channel counts on multiples of those steps (in x out for
+convolutions and Dense layers, one count for channelwise layers: depthwise
+convs, adds, pooling, padding), with warm-up and the variants' runs
+interleaved. It also times the whole model, and the model narrowed uniformly
+to each grid width: the runtime does not turn the single layers' savings one
+for one into savings of the whole graph, so the layers' sum is scaled to fit
+those whole-model timings (`scale`), and what it leaves unexplained is a
+constant overhead. The table thus predicts the dense model's latency exactly
+and a pruned model's by interpolation. The same files can be written out and
+timed on a device (`write_layers`, `from_timings`; kprune/layerfiles.py).
+`LatencyCounter` evaluates a table for any keep-mask, as `MacCounter` counts
+MACs; `kprune.plan(model, latency=..., table=...)` plans with it.
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ import numpy as np
 
 from kprune.graph import ChannelGraph
 from kprune.graph import graph as build_graph
+from kprune.latency_costs import Cost, check_steps, costs, detected_steps
 from kprune.layerfiles import (
+    _signatures,
     call_keys,
+    check_quantize,
     read_manifest,
     read_timings,
     write_layer_files,
+    write_probes,
 )
 from kprune.litert import benchmark_tflite
 from kprune.messages import check_verbose
@@ -42,32 +47,6 @@ from kprune.report import JsonResult
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
 #: The bounds of the calibrated scale of the layers' sum.
 SCALE_BOUNDS = (0.05, 5.0)
-
-
-@dataclass
-class Cost:
-    """Milliseconds of one layer signature at a grid of channel counts.
-
-    `ms[i][j]` is the time at `in_widths[i]` input and `out_widths[j]` output
-    channels (for a channelwise layer `out_widths` is empty and `ms[i]` is a
-    one-element list). Between grid points the time is interpolated linearly;
-    outside, the nearest grid value is used.
-    """
-
-    in_widths: list[int]
-    out_widths: list[int]
-    ms: list[list[float]]
-
-    def __post_init__(self):
-        self._table = np.asarray(self.ms, dtype=float)  # not a field: not saved
-
-    def at(self, c_in: int, c_out: int | None = None) -> float:
-        """Milliseconds at `c_in` input (and `c_out` output) channels."""
-        table = self._table
-        if not self.out_widths:
-            return float(np.interp(c_in, self.in_widths, table[:, 0]))
-        rows = [np.interp(c_out, self.out_widths, row) for row in table]
-        return float(np.interp(c_in, self.in_widths, rows))
 
 
 @dataclass
@@ -83,9 +62,12 @@ class LatencyTable(JsonResult):
             whole model's timings at every width (1.0 when not calibrated).
         overhead_ms: `dense_ms` minus the scaled layers' costs at full width.
         calibration: the whole-model timings the scale was fitted to: per
-            width, `measured_ms` and the single layers' sum `layers_ms`.
+            width, `measured_ms`, the single layers' sum `layers_ms` and the
+            `channels` (call -> [in, out]) it was summed at.
         calls: layer call (`"name:index"`) -> the signature of its cost.
         costs: signature -> `Cost`.
+        steps: layer type -> the channel step its kernels run in (1 when
+            the probes found none; kprune/latency_costs.py).
         seconds: how long measuring took.
     """
 
@@ -100,6 +82,7 @@ class LatencyTable(JsonResult):
     calibration: list = field(default_factory=list)
     calls: dict[str, str] = field(default_factory=dict)
     costs: dict[str, Cost] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     @classmethod
@@ -114,10 +97,16 @@ class LatencyTable(JsonResult):
         quantize: str | None = None,
         representative_data=None,
         calibrate: bool = True,
+        steps=True,
         verbose: int = 1,
     ) -> "LatencyTable":
         """Time every channel-dependent layer of `model` alone at `widths`
         (shares of its channel counts), and the whole model.
+
+        First, with `steps`, a few probes per layer type find the channel
+        step its kernels run in (a convolution with 40 output channels may
+        take as long as one with 64); the grid is then laid on multiples of
+        it (kprune/latency_costs.py).
 
         Each distinct layer signature (type, settings, input shape) becomes
         one single-layer `.tflite` file per grid point; all of them are timed
@@ -142,6 +131,10 @@ class LatencyTable(JsonResult):
             calibrate: also time the model cut uniformly (by L1) to every
                 width below 1 and fit `scale` to it (one TFLite conversion per
                 width; without it the scale is 1).
+            steps: True to probe the channel steps first (up to 7
+                single-layer files per layer type); False for a grid on
+                `widths` alone; or the steps by layer type (`table.steps` of
+                another table for the same runtime).
             verbose: 0 silent, 1 progress bars, 2 lines.
         """
         if runtime != "litert":
@@ -151,20 +144,39 @@ class LatencyTable(JsonResult):
                 "write_layers there and load them with LatencyTable.from_timings"
             )
         verbose = check_verbose(verbose)
+        check_quantize(widths, quantize)
+        steps = check_steps(steps)
         start = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            manifest = write_layer_files(
-                model, tmp, widths, quantize, representative_data, calibrate, verbose
+
+        def timed(entries, folder):
+            paths = [os.path.join(folder, e["file"]) for e in entries]
+            found = benchmark_tflite(
+                paths, threads=threads, runs=runs, warmup=warmup, verbose=verbose
             )
-            timings = {}
+            return {e["file"]: t.median_ms for e, t in zip(entries, found)}
+
+        with tempfile.TemporaryDirectory() as tmp:
+            probes = []
+            if steps is True:
+                signatures, _ = _signatures(build_graph(model))
+                probes = write_probes(tmp, signatures, quantize, verbose)
+            timings = timed(probes, tmp)
+            found = detected_steps(probes, timings) if steps is True else steps
+            manifest = write_layer_files(
+                model,
+                tmp,
+                widths,
+                quantize,
+                representative_data,
+                calibrate,
+                verbose,
+                steps=found or None,
+                probes=probes,
+            )
             # The whole models are timed among themselves, apart from the many
             # small ones, which would leave them running with cold caches.
             for entries in (manifest["layers"], manifest["models"]):
-                paths = [os.path.join(tmp, e["file"]) for e in entries]
-                timed = benchmark_tflite(
-                    paths, threads=threads, runs=runs, warmup=warmup, verbose=verbose
-                )
-                timings.update({e["file"]: t.median_ms for e, t in zip(entries, timed)})
+                timings.update(timed(entries, tmp))
         table = cls._assemble(manifest, timings, runtime, threads)
         table.seconds = time.perf_counter() - start
         return table
@@ -180,6 +192,7 @@ class LatencyTable(JsonResult):
         threads: int = 1,
         runs: int = 30,
         warmup: int = 5,
+        steps: dict | None = None,
         verbose: int = 1,
     ) -> str:
         """Write the files `measure` would time into `directory`, to time them
@@ -191,8 +204,12 @@ class LatencyTable(JsonResult):
         each width, with `calibrate`), `kprune_layers.json` (what each file
         is) and `run_benchmark.sh`, which times every file on an Android
         device with LiteRT's `benchmark_model` (over adb, `threads`, `runs`
-        and `warmup` as given here) and writes a `<file>.log` for each.
-        The arguments are those of `measure`. Returns `directory`.
+        and `warmup` as given here) and writes a `<file>.log` for each, and
+        `probe_NN.tflite`, the step probes, from which `from_timings` finds
+        the device's channel steps. The grid is laid on `steps` (layer type ->
+        step; e.g. `table.steps` of a first table timed on the same device),
+        or on `widths` alone when None. The other arguments are those of
+        `measure`. Returns `directory`.
         """
         write_layer_files(
             model,
@@ -205,6 +222,7 @@ class LatencyTable(JsonResult):
             runs=runs,
             warmup=warmup,
             threads=threads,
+            steps=check_steps(steps, allow_probe=False),
         )
         return directory
 
@@ -234,6 +252,10 @@ class LatencyTable(JsonResult):
     @classmethod
     def _assemble(cls, manifest, timings, runtime, threads) -> "LatencyTable":
         """The table from a manifest and milliseconds by file name."""
+        steps = {
+            **manifest.get("steps", {}),
+            **detected_steps(manifest.get("probes", []), timings),
+        }
         table = cls(
             manifest["model"],
             manifest["fingerprint"],
@@ -241,13 +263,15 @@ class LatencyTable(JsonResult):
             threads=threads,
             quantize=manifest["quantize"],
             calls=manifest["calls"],
-            costs=_costs(manifest["layers"], timings),
+            costs=costs(manifest["layers"], timings, steps),
+            steps=steps,
         )
         points = [
             {
                 "width": entry["width"],
                 "measured_ms": timings[entry["file"]],
                 "layers_ms": table._layers_ms(entry["channels"]),
+                "channels": entry["channels"],
             }
             for entry in manifest["models"]
         ]
@@ -342,6 +366,18 @@ class LatencyCounter:
         ms = cost.at(c_in, c_out if cost.out_widths else None)
         return self.table.scale * ms
 
+    def step(self, units) -> int:
+        """The channel step of `units`: the largest step of a timed call
+        that has them on its stepped side (1 if none)."""
+        units = {int(u) for u in np.ravel(units)}
+        found = 1
+        for cost, _, in_units, out_units in self._calls:
+            side = out_units if cost.out_widths else in_units
+            if cost.step > found and side is not None:
+                if units.intersection(np.ravel(side).tolist()):
+                    found = cost.step
+        return found
+
     def touching(self, units) -> list[int]:
         """The timed calls whose input or output channels include `units`."""
         found = set()
@@ -380,21 +416,3 @@ def _fit_scale(points: list[dict]) -> float:
     if not others or spread <= 0.0:
         return 1.0
     return float(np.clip((d_layers * d_measured).sum() / spread, *SCALE_BOUNDS))
-
-
-def _costs(layers: list[dict], timings: dict) -> dict[str, Cost]:
-    """Every signature's `Cost` from the manifest's layer entries."""
-    found: dict[str, dict] = {}
-    for entry in layers:
-        point = (entry["c_in"], entry["c_out"])
-        found.setdefault(entry["signature"], {})[point] = timings[entry["file"]]
-    costs = {}
-    for signature, points in found.items():
-        ins = sorted({c_in for c_in, _ in points})
-        outs = sorted({c_out for _, c_out in points if c_out is not None})
-        if outs:
-            ms = [[points[(i, o)] for o in outs] for i in ins]
-        else:
-            ms = [[points[(i, None)]] for i in ins]
-        costs[signature] = Cost(ins, outs, ms)
-    return costs

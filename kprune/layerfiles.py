@@ -22,6 +22,7 @@ import numpy as np
 from kprune.export import export_tflite
 from kprune.graph import ChannelGraph
 from kprune.graph import graph as build_graph
+from kprune.latency_costs import STEPPED_LAYERS, on_steps, probe_counts, representatives
 from kprune.messages import Steps
 from kprune.planner import plan as make_plan
 from kprune.surgery import shrink
@@ -95,15 +96,22 @@ def write_layer_files(
     runs: int = 30,
     warmup: int = 5,
     threads: int = 1,
+    steps: dict | None = None,
+    probes: list | None = None,
 ) -> dict:
-    """Write the files described in the module doc; return the manifest."""
-    check_widths(widths)
-    if quantize not in (None, "int8"):
-        raise ValueError(f"quantize must be None or 'int8'; got {quantize!r}")
+    """Write the files described in the module doc; return the manifest.
+
+    `steps` (layer type -> channel step, as `kprune.latency_costs.detect`
+    finds them) lays the grid on multiples of each type's step; `probes`, the
+    manifest entries of probe files already written (`write_probes`), or None
+    to write them here."""
+    check_quantize(widths, quantize)
     os.makedirs(directory, exist_ok=True)
     g = build_graph(model)
     signatures, calls = _signatures(g)
-    layers = _write_variants(directory, signatures, widths, verbose, quantize)
+    if probes is None:
+        probes = write_probes(directory, signatures, quantize, verbose)
+    layers = _write_variants(directory, signatures, widths, verbose, quantize, steps)
     export(model, os.path.join(directory, MODEL_FILE), quantize, representative_data)
     models = [{"file": MODEL_FILE, "width": 1.0, "channels": _channels(g, calls)}]
     if calibrate and g.prunable:
@@ -117,6 +125,8 @@ def write_layer_files(
         "quantize": quantize,
         "widths": list(widths),
         "calls": calls,
+        "steps": dict(steps or {}),
+        "probes": probes,
         "layers": layers,
         "models": models,
     }
@@ -126,6 +136,40 @@ def write_layer_files(
     with open(os.path.join(directory, "run_benchmark.sh"), "w") as f:
         f.write(script)
     return manifest
+
+
+def check_quantize(widths, quantize) -> None:
+    check_widths(widths)
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8'; got {quantize!r}")
+
+
+def write_probes(directory, signatures, quantize=None, verbose=1) -> list[dict]:
+    """The step probes (`kprune.latency_costs`): per probed layer type, its
+    widest layer at each probe count, as `probe_NN.tflite`; their entries."""
+    jobs = []
+    for kind, (signature, layer, shapes, channels) in representatives(
+        signatures
+    ).items():
+        for count in probe_counts(channels):
+            if STEPPED_LAYERS[kind] == "out":
+                jobs.append((kind, layer, shapes, shapes[0][-1], count, count))
+            else:
+                jobs.append((kind, layer, shapes, count, None, count))
+    entries = []
+    with Steps("latency table: step probes", len(jobs), verbose) as bar:
+        for index, (kind, layer, shapes, c_in, c_out, count) in enumerate(jobs):
+            name = f"probe_{index:02d}.tflite"
+            single = _single_layer(layer, shapes, c_in, c_out)
+            export(
+                single,
+                os.path.join(directory, name),
+                quantize,
+                int8_io=quantize == "int8",
+            )
+            entries.append({"file": name, "kind": kind, "count": count})
+            bar.advance(f"{kind} {count}")
+    return entries
 
 
 def read_manifest(directory: str) -> dict:
@@ -145,7 +189,8 @@ def read_timings(directory: str, manifest: dict, timings=None) -> dict[str, floa
     `timings` is a dict of milliseconds by file name, a JSON file holding one,
     or None to read `benchmark_model`'s log next to every file (`<file>.log`).
     """
-    files = [e["file"] for e in manifest["layers"] + manifest["models"]]
+    entries = manifest.get("probes", []) + manifest["layers"] + manifest["models"]
+    files = [e["file"] for e in entries]
     if timings is None:
         found = {}
         for name in files:
@@ -244,22 +289,32 @@ def _signatures(graph: ChannelGraph):
     return signatures, calls
 
 
-def _grid(channels: int, widths) -> list[int]:
-    return sorted({max(1, round(w * channels)) for w in widths})
+def _grid(channels: int, widths, step: int = 1) -> list[int]:
+    counts = [max(1, round(w * channels)) for w in widths]
+    return on_steps(counts, step, channels)
 
 
-def _write_variants(directory, signatures, widths, verbose, quantize=None):
+def _write_variants(directory, signatures, widths, verbose, quantize=None, steps=None):
     """One `.tflite` per signature and grid point; their manifest entries."""
     entries, jobs = [], []
     for signature, (layer, shapes, out_channels, flags) in signatures.items():
-        grid = type(layer).__name__ in GRID_LAYERS
-        ins = _grid(shapes[0][-1], widths if flags[0] else (1.0,))
-        outs = _grid(out_channels, widths if flags[1] else (1.0,)) if grid else [None]
+        kind = type(layer).__name__
+        grid = kind in GRID_LAYERS
+        step = (steps or {}).get(kind, 1)
+        in_step = 1 if grid else step
+        ins = _grid(shapes[0][-1], widths if flags[0] else (1.0,), in_step)
+        outs = (
+            _grid(out_channels, widths if flags[1] else (1.0,), step)
+            if grid
+            else [None]
+        )
         jobs.extend(
-            (signature, layer, shapes, c_in, c_out) for c_in in ins for c_out in outs
+            (signature, kind, layer, shapes, c_in, c_out)
+            for c_in in ins
+            for c_out in outs
         )
     with Steps("latency table: single-layer models", len(jobs), verbose) as steps:
-        for index, (signature, layer, shapes, c_in, c_out) in enumerate(jobs):
+        for index, (signature, kind, layer, shapes, c_in, c_out) in enumerate(jobs):
             name = f"layer_{index:04d}.tflite"
             single = _single_layer(layer, shapes, c_in, c_out)
             # int8 layers take and give int8, as they do inside an int8 graph: with
@@ -268,7 +323,13 @@ def _write_variants(directory, signatures, widths, verbose, quantize=None):
             path = os.path.join(directory, name)
             export(single, path, quantize, int8_io=quantize == "int8")
             entries.append(
-                {"file": name, "signature": signature, "c_in": c_in, "c_out": c_out}
+                {
+                    "file": name,
+                    "signature": signature,
+                    "kind": kind,
+                    "c_in": c_in,
+                    "c_out": c_out,
+                }
             )
             steps.advance(f"{layer.name} {c_in}x{c_out or c_in}")
     return entries

@@ -74,7 +74,9 @@ def plan(
             multi-round loop (`Staged`, `prune_to_tolerance`) it applies per
             round, so use `min_channels` for an absolute floor there.
         round_to: kept channel counts are rounded up to a multiple of this
-            (8 or 16 suit the fast paths of mobile kernels).
+            (8 or 16 suit the fast paths of mobile kernels). A latency plan
+            also moves each group by the channel step its kernels run in, as
+            the table measured it (`table.steps`; `target["steps"]`).
         exclude: names of layers whose groups must not be pruned.
         data: data for data-driven criteria.
         seed: seed for random criteria.
@@ -162,6 +164,7 @@ def _result(
     if timer is not None:
         result.target["predicted_ms"] = timer(result.keep_units(g))
         result.target["dense_ms"] = timer.table.dense_ms
+        result.target["steps"] = dict(timer.table.steps)
     return result
 
 

@@ -122,15 +122,24 @@ def test_sensitivity_benchmark(run_benchmark, tmp_path):
     assert abs(row["flops_suggested"] - row["flops_uniform"]) < 0.05
 
 
+def test_channel_steps_benchmark(run_benchmark, tmp_path):
+    args = ["--layers", "conv1x1", "--size", "8", "--max", "16", "--runs", "3"]
+    out = run_benchmark("channel_steps.py", args + ["--json", "s.json"])
+    assert "probed step" in out
+    (row,) = json.loads((tmp_path / "s.json").read_text())
+    assert set(row["ms"]) == {"8", "16"} and row["step"] in (1, 2, 4, 8)
+
+
 @pytest.mark.slow
 def test_latency_budget_benchmark(run_benchmark, tmp_path):
-    args = ["--models", "small_cnn", "--budgets", "0.7", "--runs", "5"]
+    args = ["--models", "small_cnn", "--budgets", "0.8", "--runs", "5"]
     args += ["--widths", "0.5", "1.0", "--json", "l.json", "--probes", "2"]
-    args += ["--quantize", "float32"]
+    args += ["--quantize", "float32", "--tries", "2"]
     out = run_benchmark("latency_budget.py", args)
     assert "predicted share" in out
     rows = json.loads((tmp_path / "l.json").read_text())
-    plans = ["latency plan", "uncalibrated table", "FLOPs plan"]
+    plans = ["latency plan", "table without steps", "uncalibrated table"]
+    plans += ["latency plan, measured", "FLOPs plan"]
     plans += ["FLOPs plan, same channels"]
     assert [r["plan"] for r in rows] == plans
     assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in rows)

@@ -304,6 +304,7 @@ def test_latency_table_and_latency_budget_from_the_shell(tmp_path, capsys):
     args = ["table", path, "-o", table, "--widths", "0.5", "1.0", "--runs", "5"]
     assert cli.main(args + ["--verbose", "0"]) == 0
     assert "layer signatures, dense" in capsys.readouterr().out
+    assert "Conv2D" in kprune.LatencyTable.from_json(table).steps  # probed
     out = str(tmp_path / "s.keras")
     args = ["prune", path, "-o", out, "--latency", "0.8", "--table", table]
     assert cli.main(args) == 0
@@ -311,11 +312,19 @@ def test_latency_table_and_latency_budget_from_the_shell(tmp_path, capsys):
     assert "predicted ms" in text and "measured ms" in text and "budget ms" in text
     with pytest.raises(SystemExit, match="--table table.json"):
         cli.main(["prune", path, "-o", out, "--latency", "0.8"])
+    # --tries: each plan timed, the budget corrected (kprune.plan_measured)
+    args = ["prune", path, "-o", out, "--latency", "0.8", "--table", table]
+    assert cli.main(args + ["--tries", "2"]) == 0
+    assert "latency try 1/2" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--tries only applies with --latency"):
+        cli.main(["prune", path, "-o", out, "--ratio", "0.5", "--tries", "2"])
     # the device path: write the files, time them elsewhere, build the table
     folder = tmp_path / "layers"
     args = ["table", path, "--write", str(folder), "--widths", "1.0"]
-    assert cli.main(args + ["--verbose", "0"]) == 0
+    assert cli.main(args + ["--verbose", "0", "--steps", table]) == 0
     assert "run_benchmark.sh" in capsys.readouterr().out
+    manifest = json.loads((folder / "kprune_layers.json").read_text())
+    assert manifest["steps"] == kprune.LatencyTable.from_json(table).steps
     for tflite in folder.glob("*.tflite"):
         log = (
             "Inference timings in us: Init: 5, First inference: 9, Inference (avg): 250"
@@ -329,6 +338,8 @@ def test_latency_table_and_latency_budget_from_the_shell(tmp_path, capsys):
         (["table", "--timings", str(folder), "--widths", "0.5"], "--widths would be"),
         (["table", path, "--runtime", "pixel"], "--runtime only applies"),
         (["table", path, "--write", str(folder), "-o", table], "--output has no"),
+        (["table", path, "--write", str(folder), "--no-steps"], "writes the probes"),
+        (["table", path, "-o", table, "--steps", table, "--no-steps"], "not both"),
     ]:
         with pytest.raises(SystemExit, match=match):
             cli.main(args)

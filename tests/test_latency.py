@@ -1,6 +1,7 @@
 """LatencyTable (measured per-layer latencies) and plan(latency=...)."""
 
 import json
+import math
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ from keras import layers
 
 import kprune
 from kprune.latency import Cost, LatencyTable, _fit_scale
+from kprune.latency_costs import detect, probe_counts
 from kprune.layerfiles import _signatures, parse_benchmark_log
 from tests.models import randomize
 
@@ -26,17 +28,21 @@ def two_convs(size=16):
     return randomize(model)
 
 
-def planted(model, per_channel):
+def planted(model, per_channel, step=1):
     """A synthetic table: each conv costs `per_channel[name]` ms per output
-    channel (and nothing per input channel), plus 1 ms of overhead."""
+    channel (and nothing per input channel), plus 1 ms of overhead; with a
+    `step`, its kernels run output channels in tiles of `step`."""
     g = kprune.graph(model)
     signatures, calls = _signatures(g)
     table = LatencyTable(model.name, g.fingerprint(), dense_ms=0.0, calls=calls)
-    widths = [1, 16]
+    widths = [1, 16] if step == 1 else list(range(step, 17, step))
     for key, signature in calls.items():
         name = key.split(":")[0]
         rate = per_channel.get(name, 0.0)
-        table.costs[signature] = Cost(widths, widths, [[rate * o for o in widths]] * 2)
+        ms = [[rate * o for o in widths]] * len(widths)
+        table.costs[signature] = Cost(widths, widths, ms, step)
+    if step > 1:
+        table.steps = {"Conv2D": step}
     table.overhead_ms = 1.0
     table.dense_ms = table.predict(model)
     return table
@@ -73,6 +79,64 @@ def test_round_to_and_floors_hold():
         assert len(decision.keep) % 4 == 0 and len(decision.keep) >= 4
     with pytest.raises(ValueError, match="cannot be reached"):
         kprune.plan(model, latency=0.05, table=table, min_channels=8)
+
+
+def tiles(step, counts, noise=0.0, seed=0):
+    """Milliseconds of a kernel that runs channels in tiles of `step`."""
+    rng = np.random.default_rng(seed)
+    return {c: (1 + math.ceil(c / step)) * (1 + noise * rng.normal()) for c in counts}
+
+
+@pytest.mark.parametrize("channels", [96, 40, 16])
+def test_probes_find_the_channel_step(channels):
+    counts = probe_counts(channels)
+    assert max(counts) <= channels and len(counts) == len(set(counts))
+    for step in (2, 4, 8, 32):
+        if step * 2 <= max(counts):
+            assert detect(tiles(step, counts)) == step
+        if step >= 8 and step * 2 <= max(counts):  # tiles well above the noise
+            assert detect(tiles(step, counts, noise=0.01, seed=step)) == step
+    # linear in the channels: no step; a flat (memory-bound) layer shows none
+    assert detect({c: 0.01 * c for c in counts}) == 1
+    assert detect({c: 0.5 for c in counts}) == 1
+    assert probe_counts(6) == [] and detect({}) == 1
+
+
+@pytest.mark.parametrize("steps", ["yes", {"Conv2D": 0}, {"Conv2D": 8.0}, [32]])
+def test_bad_steps_are_refused_before_any_work(steps):
+    with pytest.raises(TypeError, match="layer type -> channel step"):
+        LatencyTable.measure(two_convs(), steps=steps)
+
+
+def test_costs_round_up_to_the_step():
+    cost = Cost([64], [32, 64], [[1.0, 2.0]], step=32)
+    assert cost.at(64, 40) == 2.0 and cost.at(64, 32) == 1.0  # a whole tile
+    assert Cost([64], [32, 64], [[1.0, 2.0]]).at(64, 40) == pytest.approx(1.25)
+    channelwise = Cost([16, 32], [], [[1.0], [2.0]], step=16)
+    assert channelwise.at(17) == 2.0
+
+
+def test_a_latency_plan_moves_in_the_measured_steps():
+    """round_to follows from the table: the kept counts are whole tiles,
+    since channels within a tile cost the same."""
+    model = two_convs()
+    table = planted(model, {"cheap": 0.5, "dear": 0.5}, step=8)
+    for share in (0.8, 0.6):
+        plan = kprune.plan(model, latency=share, table=table)
+        kept = [len(d.keep) for d in plan.groups.values()]
+        assert all(k % 8 == 0 for k in kept) and min(kept) < 16
+        assert plan.target["predicted_ms"] <= share * table.dense_ms + 1e-9
+        assert plan.target["steps"] == {"Conv2D": 8}
+    # with no step a 0.8 budget is met to one channel, not to a tile
+    plain = kprune.plan(model, latency=0.8, table=planted(model, {"dear": 1.0}))
+    assert any(len(d.keep) % 8 for d in plain.groups.values())
+    # a channel kept below a tile costs the whole tile: a tile is the floor
+    with pytest.raises(ValueError, match="least this model can take is 9.000"):
+        kprune.plan(model, latency=0.5, table=table)
+    # round_to and the step combine (their least common multiple)
+    table = planted(model, {"cheap": 0.5, "dear": 0.5}, step=4)
+    plan = kprune.plan(model, latency=0.6, table=table, round_to=8)
+    assert all(len(d.keep) % 8 == 0 for d in plan.groups.values())
 
 
 @pytest.mark.parametrize(
@@ -112,6 +176,7 @@ def test_measured_table_round_trips_and_predicts(tmp_path):
     table.to_json(str(path))
     loaded = LatencyTable.from_json(str(path))
     assert loaded == table
+    assert set(table.steps) == {"Conv2D"} and table.steps["Conv2D"] >= 1
     small = kprune.shrink(model, kprune.plan(model, latency=0.8, table=loaded))
     assert loaded.predict(small) < table.dense_ms
     # Three convs (their activations are fused, so not timed). Only channels
@@ -233,16 +298,24 @@ def test_files_timed_elsewhere_make_a_table(tmp_path):
     assert {"kprune_layers.json", "run_benchmark.sh", "model.tflite"} <= set(written)
     assert "width_50.tflite" in written
     manifest = json.loads((folder / "kprune_layers.json").read_text())
+    # the step probes: the widest conv (16 outputs) at 16, 8 and 16 - s + 1
+    assert sorted(p["count"] for p in manifest["probes"]) == [8, 9, 13, 15, 16]
+    assert {p["kind"] for p in manifest["probes"]} == {"Conv2D"}
     # synthetic device timings: a layer costs 0.01 ms per in x out channel
-    # pair; the whole model 1 ms + half of its layers' sum
+    # pair; the whole model 1 ms + half of its layers' sum; the probes show
+    # tiles of 8 output channels
     timings = {
         e["file"]: 0.01 * e["c_in"] * (e["c_out"] or 1) for e in manifest["layers"]
     }
+    probes = tiles(8, [p["count"] for p in manifest["probes"]])
+    timings.update({p["file"]: probes[p["count"]] for p in manifest["probes"]})
     zeros = {e["file"]: 0.0 for e in manifest["models"]}
     table = LatencyTable.from_timings(str(folder), {**timings, **zeros})
     for entry in manifest["models"]:
         timings[entry["file"]] = 1.0 + 0.5 * table._layers_ms(entry["channels"])
     table = LatencyTable.from_timings(str(folder), timings, runtime="pixel 7")
+    assert table.steps == {"Conv2D": 8}
+    assert {c.step for c in table.costs.values() if c.out_widths} == {8}
     assert table.scale == pytest.approx(0.5) and table.runtime == "pixel 7"
     assert table.overhead_ms == pytest.approx(1.0)
     assert table.predict(model) == pytest.approx(table.dense_ms)
@@ -260,6 +333,16 @@ def test_files_timed_elsewhere_make_a_table(tmp_path):
         LatencyTable.from_timings(str(tmp_path))
     with pytest.raises(TypeError, match="dict of milliseconds"):
         LatencyTable.from_timings(str(folder), [1.0])
+    # the grid can be laid on the steps the device showed (a second round)
+    again = tmp_path / "again"
+    LatencyTable.write_layers(
+        model, str(again), widths=(0.25, 1.0), steps=table.steps, verbose=0
+    )
+    manifest = json.loads((again / "kprune_layers.json").read_text())
+    assert manifest["steps"] == {"Conv2D": 8}
+    assert {e["c_out"] for e in manifest["layers"]} == {8, 16}  # not 4: a tile
+    with pytest.raises(TypeError, match="layer type -> channel step"):
+        LatencyTable.write_layers(model, str(again), steps=True)
 
 
 def test_the_callback_masks_to_a_latency_budget(tmp_path):
@@ -298,3 +381,53 @@ def test_the_callback_masks_to_a_latency_budget(tmp_path):
 def test_the_callback_refuses_bad_latency_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         kprune.PruningCallback(**kwargs)
+
+
+def test_plan_measured_times_each_try_and_corrects_the_budget():
+    """The closed loop: every try is timed in LiteRT; the next budget is the
+    last one corrected by the miss; the closest try is returned."""
+    model = two_convs(size=32)
+    table = planted(model, {"cheap": 0.5, "dear": 0.5})
+    plan = kprune.plan_measured(
+        model, 0.5, table, tries=3, within=0.001, runs=3, verbose=0
+    )
+    tries = plan.target["tries"]
+    assert 1 <= len(tries) <= 3 and tries[0]["asked"] == 0.5
+    for before, after in zip(tries, tries[1:]):
+        corrected = before["asked"] * 0.5 / before["measured_share"]
+        assert after["asked"] == pytest.approx(min(max(corrected, 0.01), 0.99))
+    misses = [abs(t["measured_share"] - 0.5) for t in tries]
+    assert (
+        plan.target["measured_share"]
+        == tries[misses.index(min(misses))]["measured_share"]
+    )
+    assert plan.target["goal"] == 0.5 and all(t["dense_ms"] > 0 for t in tries)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"tries": 0}, ValueError, "tries must be an int >= 1"),
+        ({"within": 1.5}, ValueError, r"within must be in \(0, 1\)"),
+        ({"flops": 0.5}, TypeError, "plan_measured plans for latency="),
+        ({"scpoe": "global"}, TypeError, "scpoe"),
+        ({"latency": 1.2}, ValueError, r"in \(0, 1\)"),
+    ],
+)
+def test_plan_measured_refuses_bad_arguments(kwargs, error, match):
+    model = two_convs()
+    table = planted(model, {"dear": 1.0})
+    kwargs = {"latency": 0.5, **kwargs}
+    with pytest.raises(error, match=match):
+        kprune.plan_measured(model, table=table, verbose=0, **kwargs)
+
+
+def test_plan_measured_needs_a_table_timed_here():
+    model = two_convs()
+    table = planted(model, {"dear": 1.0})
+    table.runtime = "pixel 7"
+    with pytest.raises(ValueError, match="timed on 'pixel 7'"):
+        kprune.plan_measured(model, 0.5, table, verbose=0)
+    table.runtime = "litert"
+    with pytest.raises(ValueError, match="cannot be reached"):
+        kprune.plan_measured(model, 0.05, table, verbose=0, min_channels=8)

@@ -92,6 +92,8 @@ def cmd_prune(args) -> int:
         TOLERANCE_ONLY,
         "only apply with --tolerance",
     )
+    if args.tries is not None and (args.latency is None or args.plan):
+        raise SystemExit("kprune prune: --tries only applies with --latency")
     model = load_model(args.model)
     if args.plan:
         plan = kprune.PruningPlan.from_json(args.plan)
@@ -108,18 +110,26 @@ def cmd_prune(args) -> int:
                 "--table table.json (from `kprune table model.keras -o table.json`)"
             )
         table = kprune.LatencyTable.from_json(args.table) if args.table else None
-        plan = kprune.plan(
-            model,
-            criterion=args.criterion,
-            ratio=args.ratio,
-            flops=args.flops,
-            latency=args.latency,
-            table=table,
-            scope=args.scope,
-            min_channels=args.min_channels,
-            round_to=args.round_to,
-            exclude=args.exclude,
-        )
+        options = {
+            "criterion": args.criterion,
+            "scope": args.scope,
+            "min_channels": args.min_channels,
+            "round_to": args.round_to,
+            "exclude": args.exclude,
+        }
+        if args.tries is not None:
+            plan = kprune.plan_measured(
+                model, args.latency, table, tries=args.tries, **options
+            )
+        else:
+            plan = kprune.plan(
+                model,
+                ratio=args.ratio,
+                flops=args.flops,
+                latency=args.latency,
+                table=table,
+                **options,
+            )
     say(str(plan))
     small = kprune.shrink(model, plan)
     small.save(args.output)
@@ -147,7 +157,9 @@ def _prune_to_tolerance(args) -> int:
     import kprune
 
     refuse(
-        args, ("ratio", "flops", "plan", "plan_out"), "cannot be used with --tolerance"
+        args,
+        ("ratio", "flops", "plan", "plan_out", "tries"),
+        "cannot be used with --tolerance",
     )
     if args.data is None:
         raise SystemExit("kprune prune --tolerance: give --data train.npz (x and y)")
@@ -245,6 +257,12 @@ def parser() -> argparse.ArgumentParser:
         "--latency", type=float, help="share of measured latency to keep"
     )
     prune.add_argument("--table", help="latency table JSON (for --latency)")
+    prune.add_argument(
+        "--tries",
+        type=int,
+        help="with --latency: time each plan and plan again for a corrected "
+        "budget, up to this many times (kprune.plan_measured)",
+    )
     _tolerance_options(prune)
     prune.set_defaults(run=cmd_prune)
 

@@ -78,7 +78,7 @@ def cmd_table(args) -> int:
             "--timings DIR to build the table from files timed elsewhere"
         )
     if args.timings is not None:
-        measuring = ("widths", "runs", "quantize", "write")
+        measuring = ("widths", "runs", "quantize", "write", "steps", "no_steps")
         refuse(args, measuring, "would be ignored with --timings", command="table")
         table = kprune.LatencyTable.from_timings(
             args.timings, runtime=args.runtime or "device"
@@ -88,24 +88,31 @@ def cmd_table(args) -> int:
         options = {"widths": tuple(args.widths or (0.25, 0.5, 1.0))}
         options.update(quantize=args.quantize, verbose=args.verbose)
         options["runs"] = 30 if args.runs is None else args.runs
+        steps = kprune.LatencyTable.from_json(args.steps).steps if args.steps else None
         model = load_model(args.model)
         if args.write:
             refuse(args, ("output",), "has no table to write yet", command="table")
-            kprune.LatencyTable.write_layers(model, args.write, **options)
+            why = "would be ignored: --write writes the probes (--steps TABLE lays "
+            refuse(args, ("no_steps",), why + "the grid on steps)", command="table")
+            kprune.LatencyTable.write_layers(model, args.write, steps=steps, **options)
             say(
                 f"wrote the files to {args.write}: time them on the device (sh "
                 f"{args.write}/run_benchmark.sh does it over adb), then `kprune "
                 f"table --timings {args.write} -o table.json`"
             )
             return 0
-        table = kprune.LatencyTable.measure(model, **options)
+        if args.steps and args.no_steps:
+            raise SystemExit("kprune table: give --steps TABLE or --no-steps, not both")
+        steps = False if args.no_steps else steps if args.steps else True
+        table = kprune.LatencyTable.measure(model, steps=steps, **options)
     if not args.output:
         raise SystemExit("kprune table: give -o table.json, where the table goes")
     table.to_json(args.output)
     say(
         f"{len(table.costs)} layer signatures, dense {table.dense_ms:.3f} ms, layers' "
         f"sum scaled by {table.scale:.3f} to fit the whole model "
-        f"(overhead {table.overhead_ms:.3f} ms); measuring took {table.seconds:.0f} s"
+        f"(overhead {table.overhead_ms:.3f} ms), channel steps "
+        f"{table.steps or 'none'}; measuring took {table.seconds:.0f} s"
     )
     say(f"wrote {args.output}")
     return 0
@@ -155,6 +162,15 @@ def add_analysis_commands(sub) -> None:
         "--timings", metavar="DIR", help="build the table from DIR's timed files"
     )
     table.add_argument("--runtime", help="with --timings: where they were timed")
+    table.add_argument(
+        "--steps",
+        metavar="TABLE",
+        help="lay the grid on the channel steps of this table (one timed on "
+        "the same device); without it they are probed",
+    )
+    table.add_argument(
+        "--no-steps", action="store_true", help="do not probe the channel steps"
+    )
     table.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2])
     table.set_defaults(run=cmd_table)
 

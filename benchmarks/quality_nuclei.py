@@ -66,6 +66,9 @@ def run_seed(seed, args) -> list[dict]:
     for arch in args.archs:
         keras.utils.set_random_seed(seed)
         model = harness.fit(ARCHS[arch](), train_epochs)
+        # 12 short epochs leave BatchNorm's moving statistics behind the
+        # weights (seed 0 U-Net: Dice 0.848 as trained, 0.938 recalibrated).
+        kprune.recalibrate(model, x)
         base = {"dice": dice(model, xv, yv), "macs": kprune.profile(model).macs}
         for init in args.inits:
             keras.utils.set_random_seed(seed)

@@ -14,6 +14,7 @@ from kprune.report import format_table
 METHODS = (
     "l1_global",
     "l1_layer",
+    "l1_floor",
     "staged",
     "staged_comp",
     "importance",
@@ -21,6 +22,8 @@ METHODS = (
     "callback_importance",
     "callback_l1",
 )
+#: The channels every group keeps in `l1_floor` (global L1 with `min_channels`).
+FLOOR = 3
 #: The methods that read the wrapped model's multipliers.
 WRAPPED = ("importance", "importance_rounds")
 
@@ -28,14 +31,17 @@ WRAPPED = ("importance", "importance_rounds")
 class Harness:
     """Training data, compile settings and batch size shared by every method."""
 
-    def __init__(self, data, compile_model, batch: int):
+    def __init__(self, data, compile_model, batch: int, outputs: str = "auto"):
         self.data, self.compile_model, self.batch = data, compile_model, batch
+        self.outputs = outputs  # what the Distiller compares (kprune.Distiller)
 
     def fit(self, model, epochs, teacher=None, callbacks=None):
         """Train `model` in place (through a Distiller when `teacher` is set)."""
         if epochs <= 0:
             return model
-        trainer = model if teacher is None else kprune.Distiller(model, teacher)
+        trainer = model
+        if teacher is not None:
+            trainer = kprune.Distiller(model, teacher, outputs=self.outputs)
         self.compile_model(trainer)
         trainer.fit(
             *self.data,
@@ -63,7 +69,9 @@ class Harness:
             None,
             epochs=per_round,
             verbose=0,
-            distill=teacher if per_round else None,
+            distill=kprune.Distillation(teacher, outputs=self.outputs)
+            if teacher is not None and per_round
+            else None,
         )
         return self.fit(small, tune - rounds * per_round, teacher)
 
@@ -84,6 +92,10 @@ class Harness:
         if method in ("l1_global", "l1_layer"):
             scope = method.split("_")[1]
             small = self.one_shot(model, "l1", target, tune, teacher, scope=scope)
+        elif method == "l1_floor":
+            small = self.one_shot(
+                model, "l1", target, tune, teacher, min_channels=FLOOR
+            )
         elif method in ("staged", "staged_comp"):
             stages, comp = [("l1", 1), ("similarity", 2)], method == "staged_comp"
             small = self.staged(model, stages, target, tune, teacher, compensate=comp)

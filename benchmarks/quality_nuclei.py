@@ -14,7 +14,8 @@ method then prunes to each `--targets` share of the MACs and
 gets the same `TUNE` epochs of fine-tuning (Adam 1e-3) in all:
 
 - `l1_global`, `l1_layer`: one plan, `scope="global"` / `"layer"`, shrink,
-  BatchNorm recalibration, fine-tune;
+  BatchNorm recalibration, fine-tune; `l1_floor`: `l1_global` with
+  `min_channels=3`, so that no layer is cut below 3 channels;
 - `staged`, `staged_comp`: `Staged([("l1", 1), ("similarity", 2)], flops=T)`,
   `TUNE/3` epochs after each round, without / with similarity compensation;
 - `importance`: one plan by |multiplier| on the wrapped model, shrink (it stays
@@ -49,17 +50,48 @@ ARCHS = {
 }
 
 
-def compiled(model, lr=1e-3):
-    model.compile(
-        keras.optimizers.Adam(lr), keras.losses.BinaryCrossentropy(from_logits=True)
-    )
-    return model
+def soft_dice_loss(y_true, logits):
+    """1 - the soft Dice of the foreground over the batch (sigmoid of the logits)."""
+    p = keras.ops.sigmoid(keras.ops.cast(logits, "float32"))
+    t = keras.ops.cast(y_true, "float32")
+    overlap = keras.ops.sum(p * t)
+    return 1.0 - (2.0 * overlap + 1.0) / (keras.ops.sum(p) + keras.ops.sum(t) + 1.0)
+
+
+def bce_dice_loss(y_true, logits):
+    """Binary cross-entropy plus soft Dice: the common segmentation loss. The
+    Dice term cannot be won by predicting background everywhere."""
+    bce = keras.losses.binary_crossentropy(y_true, logits, from_logits=True)
+    return keras.ops.mean(bce) + soft_dice_loss(y_true, logits)
+
+
+LOSSES = {
+    "bce": lambda: keras.losses.BinaryCrossentropy(from_logits=True),
+    "bce_dice": lambda: bce_dice_loss,
+}
+
+
+def compiler(loss="bce", lr=1e-3):
+    """`compiled(model)`: `model` compiled with Adam(`lr`) and one of `LOSSES`."""
+
+    def compiled(model):
+        model.compile(keras.optimizers.Adam(lr), LOSSES[loss]())
+        return model
+
+    return compiled
+
+
+compiled = compiler()
 
 
 def run_seed(seed, args) -> list[dict]:
     train_epochs, wrap_epochs, tune = args.epochs
     (x, y), (xv, yv) = kprune.datasets.nuclei_tiles(crops=args.crops, seed=seed)
-    harness = Harness((x, y[..., None].astype("float32")), compiled, batch=16)
+    compiled = compiler(args.loss)
+    # The Distiller cannot tell from a custom loss that the outputs are logits.
+    harness = Harness(
+        (x, y[..., None].astype("float32")), compiled, batch=16, outputs="logits"
+    )
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
     distilled_methods = args.distill_methods or args.methods
     rows = []
@@ -129,6 +161,12 @@ def main(argv=None):
         default=["ones"],
         choices=kprune.wrapping.INITS,
         help="kprune.wrap inits to compare (the importance methods run per init)",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=sorted(LOSSES),
+        default="bce",
+        help="training loss: binary cross-entropy, or it plus a soft Dice term",
     )
     parser.add_argument(
         "--epochs",

@@ -355,3 +355,13 @@ def all_layers(model) -> list:
     """Every layer inside `model`, recursively (nested models, wrapped layers,
     the sub-layers of composite blocks)."""
     return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def compile_arguments(model) -> dict:
+    """The arguments `model.compile` was last called with, as the user gave
+    them (the loss and metric objects themselves, not their serialised
+    configs); `{}` for a model that is not compiled."""
+    saved = getattr(model, "_compile_config", None)
+    if not getattr(model, "compiled", False) or saved is None:
+        return {}
+    return dict(saved.config)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import keras
 
 from kprune import keras_graph
+from kprune.compiling import compile_like, compile_settings
 from kprune.layers import ImportanceWrapper, wrapped_layers
 from kprune.training import fit_arguments, require_compiled
 
@@ -76,7 +77,7 @@ def learn_importance(
         or penalty < 0
     ):
         raise ValueError(f"penalty must be a number >= 0 or None; got {penalty!r}")
-    config = wrapped.get_compile_config()
+    settings = compile_settings(wrapped)
     flags = {id(layer): layer.trainable for layer in keras_graph.all_layers(wrapped)}
     multipliers = [w.importance for w in wrapped_layers(wrapped)]
     penalties = [v.regularizer for v in multipliers]
@@ -102,7 +103,7 @@ def learn_importance(
             variable.regularizer = regularizer
         for layer in keras_graph.all_layers(wrapped):
             layer.trainable = flags.get(id(layer), layer.trainable)
-        wrapped.compile_from_config(config)
+        compile_like(wrapped, settings, same_variables=True)
     return wrapped
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 import keras
 
 from kprune import keras_graph
+from kprune.compiling import compile_like, compile_settings
 from kprune.handlers import get_handler
 
 #: `make_layer(layer) -> (new_layer, weights)`; `weights` is a callable returning
@@ -158,20 +159,22 @@ def _without_compiling(model, clone):
 
     `clone_model` compiles the copy itself and fails on a compile config that
     does not deserialize (a keras_hub task's custom loss, say), after the whole
-    graph was rebuilt. The copy is made uncompiled instead, then compiled; a
-    config that cannot be restored leaves it uncompiled, with a warning.
+    graph was rebuilt. The copy is made uncompiled instead, then compiled
+    (`compile_like`: from the config, else from the objects `compile` was
+    given); settings that cannot be restored leave it uncompiled, with a
+    warning.
     """
     compiled = getattr(model, "compiled", False)
     if not compiled:
         return clone(model)
-    config = model.get_compile_config()
+    settings = compile_settings(model)
     model.compiled = False  # read by clone_model; restored at once
     try:
         new_model = clone(model)
     finally:
         model.compiled = compiled
     try:
-        new_model.compile_from_config(config)
+        compile_like(new_model, settings)
     except Exception as error:  # noqa: BLE001 - reported, the model is still good
         warnings.warn(
             f"kprune rebuilt '{model.name}' but could not compile it as the "

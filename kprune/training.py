@@ -7,6 +7,7 @@ from typing import Callable
 
 import keras
 
+from kprune.compiling import compile_like, compile_settings
 from kprune.distillation import Distillation
 
 
@@ -67,7 +68,7 @@ def fine_tune(
     trainer = model
     if distill is not None:
         trainer = distill.harness(model)
-        trainer.compile_from_config(model.get_compile_config())
+        compile_like(trainer, compile_settings(model))
     if learning_rate is not None:
         trainer.optimizer.learning_rate = learning_rate
     trainer.fit(

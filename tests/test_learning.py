@@ -48,6 +48,24 @@ def test_the_phase_ranks_the_filters_that_feed_nothing_last():
     assert len(wrapped.trainable_weights) > len(kprune.layers.wrapped_layers(wrapped))
 
 
+def test_the_phase_restores_a_custom_loss_that_does_not_deserialize():
+    """A loss function the user did not register used to make the phase raise
+    at its end (compile_from_config cannot find it), leaving the model compiled
+    with the phase's own optimizer."""
+
+    def my_loss(y_true, y_pred):
+        return keras.ops.mean(keras.ops.square(y_true - y_pred))
+
+    model, data = planted()
+    wrapped = kprune.wrap(model)
+    optimizer = keras.optimizers.SGD(0.05)
+    wrapped.compile(optimizer, my_loss)
+    kprune.learn_importance(wrapped, data, epochs=1, batch_size=64)
+    assert wrapped.loss is my_loss
+    assert wrapped.optimizer is optimizer  # same variables: the user's object
+    wrapped.fit(*data, epochs=1, batch_size=64, verbose=0)
+
+
 def test_bad_arguments():
     model, data = planted()
     with pytest.raises(ValueError, match="kprune.wrap"):

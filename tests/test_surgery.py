@@ -407,10 +407,32 @@ def test_identity_with_a_dtype_policy_object_is_rebuilt():
     assert isinstance(small.get_layer("same"), keras.layers.Identity)
 
 
-def test_a_compile_config_that_cannot_be_restored_warns_and_still_shrinks():
-    def unregistered_loss(y_true, y_pred):
-        return keras.ops.mean(keras.ops.square(y_true - y_pred))
+def unregistered_loss(y_true, y_pred):
+    return keras.ops.mean(keras.ops.square(y_true - y_pred))
 
+
+def test_a_custom_loss_that_does_not_deserialize_is_kept(recwarn):
+    """An unregistered loss function (the commonest custom setting) defeats
+    compile_from_config; the pruned model is compiled with the function itself."""
+    model = models.vgg()
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=unregistered_loss)
+    small = kprune.prune(model, ratio=0.5)
+    assert not [w for w in recwarn if "could not compile" in str(w.message)]
+    assert small.compiled and small.loss is unregistered_loss
+    assert isinstance(small.optimizer, keras.optimizers.SGD)
+    assert small.optimizer is not model.optimizer  # built for other variables
+    x = np.zeros((2, *model.input_shape[1:]), "float32")
+    small.fit(x, small.predict(x, verbose=0), verbose=0)
+    assert model.compiled and model.loss is unregistered_loss
+
+
+def test_compile_settings_that_cannot_be_restored_warn_and_still_shrink(
+    monkeypatch,
+):
+    def fails(*args, **kwargs):
+        raise TypeError("no way to compile this")
+
+    monkeypatch.setattr("kprune.rebuild.compile_like", fails)
     model = models.vgg()
     model.compile(optimizer="adam", loss=unregistered_loss)
     with pytest.warns(UserWarning, match="could not compile it as the original"):

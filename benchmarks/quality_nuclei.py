@@ -11,7 +11,8 @@ never trained on, is the held-out set. A wrapped copy (`kprune.wrap`, init
 `--inits`, L1 1e-4) learns its multipliers alone for `WRAP` epochs
 (`kprune.learn_importance`, Adam 1e-2) for the methods that read them. Every
 method then prunes to each `--targets` share of the MACs and
-gets the same `TUNE` epochs of fine-tuning (Adam 1e-3) in all:
+gets the same `TUNE` epochs of fine-tuning (Adam, `--tune-lr`, default 1e-3)
+in all:
 
 - `l1_global`, `l1_layer`: one plan, `scope="global"` / `"layer"`, shrink,
   BatchNorm recalibration, fine-tune; `l1_floor`: `l1_global` with
@@ -86,7 +87,11 @@ def run_seed(seed, args) -> list[dict]:
     (x, y), (xv, yv) = kprune.datasets.nuclei_tiles(crops=args.crops, seed=seed)
     # The Distiller cannot tell from a custom loss that the outputs are logits.
     harness = Harness(
-        (x, y[..., None].astype("float32")), compiler(args.loss), 16, "logits"
+        (x, y[..., None].astype("float32")),
+        compiler(args.loss),
+        16,
+        "logits",
+        tune=compiler(args.loss, args.tune_lr),
     )
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
     distilled_methods = args.distill_methods or args.methods
@@ -125,6 +130,7 @@ def run_seed(seed, args) -> list[dict]:
                         "macs_kept": kprune.profile(small).macs / base["macs"],
                         "score": dice(small, xv, yv),
                         "unpruned": base["dice"],
+                        "tune_lr": args.tune_lr,
                     }
                 )
                 print(_line(rows[-1]), flush=True)
@@ -173,6 +179,12 @@ def main(argv=None):
         default=[12, 2, 6],
         metavar=("TRAIN", "WRAP", "TUNE"),
         help="epochs of training, of the wrapped model, of fine-tuning",
+    )
+    parser.add_argument(
+        "--tune-lr",
+        type=float,
+        default=1e-3,
+        help="Adam's learning rate after pruning (training uses 1e-3)",
     )
     args = parse_args(parser, argv)
     start = time.perf_counter()

@@ -11,8 +11,8 @@ never trained on, is the held-out set. A wrapped copy (`kprune.wrap`, init
 `--inits`, L1 1e-4) learns its multipliers alone for `WRAP` epochs
 (`kprune.learn_importance`, Adam 1e-2) for the methods that read them. Every
 method then prunes to each `--targets` share of the MACs and
-gets the same `TUNE` epochs of fine-tuning (Adam, `--tune-lr`, default 1e-3)
-in all:
+gets the same `TUNE` epochs of fine-tuning (Adam, `--tune-lr`, default 1e-3,
+constant or `--tune-schedule cosine`) in all:
 
 - `l1_global`, `l1_layer`: one plan, `scope="global"` / `"layer"`, shrink,
   BatchNorm recalibration, fine-tune; `l1_floor`: `l1_global` with
@@ -72,11 +72,16 @@ LOSSES = {
 }
 
 
-def compiler(loss="bce", lr=1e-3):
-    """`compiled(model)`: `model` compiled with Adam(`lr`) and one of `LOSSES`."""
+def compiler(loss="bce", lr=1e-3, decay_steps=None):
+    """`compiled(model)`: `model` compiled with Adam(`lr`) and one of `LOSSES`;
+    with `decay_steps`, the rate follows a cosine from `lr` to 0 over that many
+    steps (restarting at each compile)."""
 
     def compiled(model):
-        model.compile(keras.optimizers.Adam(lr), LOSSES[loss]())
+        rate = lr
+        if decay_steps:
+            rate = keras.optimizers.schedules.CosineDecay(lr, decay_steps)
+        model.compile(keras.optimizers.Adam(rate), LOSSES[loss]())
         return model
 
     return compiled
@@ -91,7 +96,7 @@ def run_seed(seed, args) -> list[dict]:
         compiler(args.loss),
         16,
         "logits",
-        tune=compiler(args.loss, args.tune_lr),
+        tune=compiler(args.loss, args.tune_lr, _decay_steps(args, len(x))),
     )
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
     distilled_methods = args.distill_methods or args.methods
@@ -131,10 +136,18 @@ def run_seed(seed, args) -> list[dict]:
                         "score": dice(small, xv, yv),
                         "unpruned": base["dice"],
                         "tune_lr": args.tune_lr,
+                        "tune_schedule": args.tune_schedule,
                     }
                 )
                 print(_line(rows[-1]), flush=True)
     return rows
+
+
+def _decay_steps(args, samples: int) -> int | None:
+    """Fine-tuning steps for `--tune-schedule cosine` (None for constant)."""
+    if args.tune_schedule == "constant":
+        return None
+    return args.epochs[2] * -(-samples // 16)
 
 
 def _line(r) -> str:
@@ -185,6 +198,13 @@ def main(argv=None):
         type=float,
         default=1e-3,
         help="Adam's learning rate after pruning (training uses 1e-3)",
+    )
+    parser.add_argument(
+        "--tune-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="after pruning, keep --tune-lr, or decay it to 0 along a cosine "
+        "over the TUNE epochs (restarting wherever a method recompiles)",
     )
     args = parse_args(parser, argv)
     start = time.perf_counter()

@@ -77,12 +77,12 @@ def test_quality_nuclei_benchmark(run_benchmark, tmp_path):
     methods = ["l1_floor", "staged_comp", "importance_rounds", "callback_importance"]
     args = ["--seeds", "0", "--archs", "unet", "--targets", "0.5", "--methods"]
     args += methods + ["--distill", "on", "--epochs", "1", "1", "3", "--crops", "8"]
-    args += ["--loss", "bce_dice", "--tune-lr", "2e-3"]
+    args += ["--loss", "bce_dice", "--tune-lr", "2e-3", "--tune-schedule", "cosine"]
     out = run_benchmark("quality_nuclei.py", args + ["--json", "q.json"])
     assert "Dice per seed" in out
     rows = json.loads((tmp_path / "q.json").read_text())
     assert [r["method"] for r in rows] == methods
-    assert {r["tune_lr"] for r in rows} == {2e-3}
+    assert {(r["tune_lr"], r["tune_schedule"]) for r in rows} == {(2e-3, "cosine")}
     assert all(r["distill"] and 0.3 < r["macs_kept"] <= 0.5 for r in rows)
 
 

@@ -72,6 +72,10 @@ LOSSES = {
 }
 
 
+#: Batch size of every fit (training, the multipliers' phase, fine-tuning).
+BATCH = 16
+
+
 def compiler(loss="bce", lr=1e-3, decay_steps=None):
     """`compiled(model)`: `model` compiled with Adam(`lr`) and one of `LOSSES`;
     with `decay_steps`, the rate follows a cosine from `lr` to 0 over that many
@@ -94,7 +98,7 @@ def run_seed(seed, args) -> list[dict]:
     harness = Harness(
         (x, y[..., None].astype("float32")),
         compiler(args.loss),
-        16,
+        BATCH,
         "logits",
         tune=compiler(args.loss, args.tune_lr, _decay_steps(args, len(x))),
     )
@@ -113,7 +117,9 @@ def run_seed(seed, args) -> list[dict]:
             wrapped = harness.compile_model(
                 kprune.wrap(model, init=init, regularizer=1e-4)
             )
-            kprune.learn_importance(wrapped, harness.data, wrap_epochs, batch_size=16)
+            kprune.learn_importance(
+                wrapped, harness.data, wrap_epochs, batch_size=harness.batch
+            )
             # Methods that do not read multipliers run once, with the first init.
             methods = [m for m in args.methods if m in WRAPPED or init == args.inits[0]]
             for target, method, distilled in itertools.product(
@@ -147,7 +153,7 @@ def _decay_steps(args, samples: int) -> int | None:
     """Fine-tuning steps for `--tune-schedule cosine` (None for constant)."""
     if args.tune_schedule == "constant":
         return None
-    return args.epochs[2] * -(-samples // 16)
+    return args.epochs[2] * -(-samples // BATCH)
 
 
 def _line(r) -> str:

@@ -39,14 +39,15 @@ class Harness:
         self.outputs = outputs  # what the Distiller compares (kprune.Distiller)
         self.tune_compile = tune or compile_model  # for everything after pruning
 
-    def fit(self, model, epochs, teacher=None, callbacks=None):
-        """Train `model` in place (through a Distiller when `teacher` is set)."""
+    def fit(self, model, epochs, teacher=None, callbacks=None, tuning=False):
+        """Train `model` in place (through a Distiller when `teacher` is set),
+        compiled for fine-tuning when `tuning`."""
         if epochs <= 0:
             return model
         trainer = model
         if teacher is not None:
             trainer = kprune.Distiller(model, teacher, outputs=self.outputs)
-        self.compile_model(trainer)
+        (self.tune_compile if tuning else self.compile_model)(trainer)
         trainer.fit(
             *self.data,
             batch_size=self.batch,
@@ -60,12 +61,12 @@ class Harness:
         plan = kprune.plan(source, criterion, flops=target, **options)
         small = kprune.shrink(source, plan)
         kprune.recalibrate(small, self.data[0])
-        return self.fit(small, tune, teacher)
+        return self.fit(small, tune, teacher, tuning=True)
 
     def staged(self, source, stages, target, tune, teacher, **options):
         schedule = kprune.Staged(stages, flops=target, **options)
         rounds = schedule.total_rounds
-        self.compile_model(source)
+        self.tune_compile(source)
         per_round = tune // rounds
         small, _ = schedule.run(
             source,
@@ -77,7 +78,7 @@ class Harness:
             if teacher is not None and per_round
             else None,
         )
-        return self.fit(small, tune - rounds * per_round, teacher)
+        return self.fit(small, tune - rounds * per_round, teacher, tuning=True)
 
     def with_callback(self, model, criterion, target, tune, teacher):
         """Mask over the first 40% of the epochs, then shrink and fine-tune."""
@@ -86,20 +87,13 @@ class Harness:
         callback = kprune.PruningCallback(
             flops=target, criterion=criterion, end_epoch=masking - 1
         )
-        self.fit(wrapped, masking, teacher, callbacks=[callback])
+        self.fit(wrapped, masking, teacher, callbacks=[callback], tuning=True)
         small = kprune.shrink(wrapped)
         kprune.recalibrate(small, self.data[0])
-        return self.fit(small, tune - masking, teacher)
+        return self.fit(small, tune - masking, teacher, tuning=True)
 
     def prune(self, method, model, wrapped, target, tune, teacher=None):
         """The pruned, fine-tuned (and unwrapped) model of one method."""
-        training, self.compile_model = self.compile_model, self.tune_compile
-        try:
-            return self._prune(method, model, wrapped, target, tune, teacher)
-        finally:
-            self.compile_model = training
-
-    def _prune(self, method, model, wrapped, target, tune, teacher):
         if method in ("l1_global", "l1_layer"):
             scope = method.split("_")[1]
             small = self.one_shot(model, "l1", target, tune, teacher, scope=scope)

@@ -8,6 +8,7 @@ targets and steps; each checks them here, so a bad value gets the same message
 from __future__ import annotations
 
 STEP_UNITS = ("ratio", "flops", "latency")
+LR_SCHEDULES = ("constant", "cosine")
 MODES = ("auto", "max", "min")
 
 _MEANING = {
@@ -80,6 +81,16 @@ _RULES = {
         lambda v: v in MODES,
         f"mode must be one of {MODES}; got {{value!r}}. 'max' when higher is "
         "better (accuracy), 'min' when lower is (a loss).",
+    ),
+    "learning_rate": (
+        lambda v: _number(v) and v > 0,
+        "learning_rate must be a number > 0 (or None for the compiled rate); "
+        "got {value!r}",
+    ),
+    "lr_schedule": (
+        lambda v: v in LR_SCHEDULES,
+        f"lr_schedule must be one of {LR_SCHEDULES}; got {{value!r}}. 'cosine' "
+        "decays the fine-tuning rate to 0 over each round's epochs.",
     ),
     "max_rounds": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,

@@ -107,6 +107,7 @@ class RoundSettings:
     `recalibrate`: re-estimate BatchNorm statistics on `train_data` right
     after each shrink, before fine-tuning (see `kprune.recalibrate`).
     `distill`: fine-tune on the teacher's outputs too (see `kprune.Distiller`).
+    `lr_schedule`: `"constant"` or `"cosine"` (see `kprune.training.fine_tune`).
     """
 
     train_data: object = None
@@ -118,9 +119,26 @@ class RoundSettings:
     verbose: int = 1
     recalibrate: bool = True
     distill: Distillation | None = None
+    lr_schedule: str = "constant"
 
     def __post_init__(self):
         self.verbose = check_verbose(self.verbose)
+        check_settings(learning_rate=self.learning_rate, lr_schedule=self.lr_schedule)
+        if self.fine_tune is not None and (
+            self.learning_rate is not None or self.lr_schedule != "constant"
+        ):
+            raise ValueError(
+                "learning_rate= and lr_schedule= set kprune's own fine-tuning "
+                "(model.fit); your fine-tuning function trains by itself and "
+                "would ignore them: set the rate in it instead"
+            )
+        if self.lr_schedule != "constant" and (
+            self.train_data is None or self.epochs <= 0
+        ):
+            raise ValueError(
+                f"lr_schedule={self.lr_schedule!r} needs fine-tuning to act on: "
+                "give train_data and at least one epoch"
+            )
         if self.distill is None:
             return
         if self.fine_tune is not None:
@@ -253,6 +271,7 @@ def _tuned(candidate, index, settings):
         learning_rate=settings.learning_rate,
         round_index=index,
         distill=settings.distill,
+        lr_schedule=settings.lr_schedule,
     )
 
 

@@ -149,6 +149,7 @@ class Staged:
         learning_rate: float | None = None,
         recalibrate: bool = True,
         distill=None,
+        lr_schedule: str = "constant",
     ) -> tuple[keras.Model, PruningReport]:
         """Run every round. `model` is not modified.
 
@@ -171,6 +172,9 @@ class Staged:
                 `kprune.Distillation(teacher, weight=1.0, temperature=2.0)`.
                 It applies to kprune's own `model.fit`; with `fine_tune=`, or
                 without training data or epochs, it raises.
+            lr_schedule: `"constant"` (default) or `"cosine"`: each round's
+                fine-tuning decays its rate from `learning_rate` (or the
+                compiled one) to 0 along a half cosine over `epochs`.
 
         Returns:
             `(pruned_model, report)`; the report lists every round's criterion,
@@ -184,6 +188,7 @@ class Staged:
             fine_tune=self.fine_tune,
             recalibrate=recalibrate,
             distill=as_distillation(distill, model),
+            lr_schedule=lr_schedule,
             metric=self.metric,
             verbose=verbose,
         )

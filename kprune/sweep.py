@@ -20,7 +20,7 @@ from typing import Sequence
 import keras
 
 from kprune import htmlpage
-from kprune.checks import check_shares
+from kprune.checks import check_settings, check_shares
 from kprune.export import export_tflite
 from kprune.litert import benchmark_tflite
 from kprune.messages import Steps, check_verbose
@@ -139,6 +139,7 @@ def sweep(
     *,
     epochs: int = 1,
     learning_rate: float | None = None,
+    lr_schedule: str = "constant",
     metric=None,
     recalibrate: bool = True,
     latency: bool = True,
@@ -157,6 +158,8 @@ def sweep(
         criterion: as for `kprune.plan`.
         epochs: fine-tuning epochs at every budget (0: none).
         learning_rate: of the fine-tuning (default: the compiled one).
+        lr_schedule: `"constant"` or `"cosine"` (decay the rate to 0 over
+            the `epochs` of each budget's fine-tuning).
         metric: a compiled metric name, a callable `f(model) -> float`, or
             None for the first compiled metric.
         recalibrate: re-estimate BatchNorm statistics before fine-tuning.
@@ -173,6 +176,12 @@ def sweep(
     start = time.perf_counter()
     budgets = check_shares("flops", flops)[::-1]  # the largest budget first
     verbose = check_verbose(verbose)
+    check_settings(learning_rate=learning_rate, lr_schedule=lr_schedule)
+    if lr_schedule != "constant" and (train_data is None or epochs <= 0):
+        raise ValueError(
+            f"lr_schedule={lr_schedule!r} needs fine-tuning to act on: give "
+            "train_data and epochs >= 1"
+        )
     require_compiled(model, "sweep")
     name, value = evaluate(model, metric, val_data)
     models = [(None, model, value)]
@@ -183,7 +192,12 @@ def sweep(
             if recalibrate and train_data is not None:
                 recalibrate_bn(small, train_data)
             small = fine_tune(
-                small, None, train_data, epochs, learning_rate=learning_rate
+                small,
+                None,
+                train_data,
+                epochs,
+                learning_rate=learning_rate,
+                lr_schedule=lr_schedule,
             )
             score = evaluate(small, metric, val_data)[1]
             models.append((budget, small, score))

@@ -46,6 +46,7 @@ def prune_to_tolerance(
     verbose: int = 1,
     recalibrate: bool = True,
     distill=None,
+    lr_schedule: str = "constant",
     **plan_options,
 ) -> tuple[keras.Model, PruningReport]:
     """Prune as far as the validation metric allows.
@@ -91,6 +92,12 @@ def prune_to_tolerance(
             `kprune.Distillation(teacher, weight=1.0, temperature=2.0)`.
             It applies to kprune's own `model.fit`; with `fine_tune_fn`, or
             without training data or epochs, it raises.
+        lr_schedule: `"constant"` (default) or `"cosine"`: each round's
+            fine-tuning starts at `learning_rate` (or the compiled rate) and
+            decays it to 0 along a half cosine over `fine_tune_epochs`. At
+            extreme compression, cosine from ten times training's rate is what
+            held on the nuclei benchmark (docs/results.md). Like
+            `learning_rate`, it raises with `fine_tune_fn`.
         **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ...,
             and the criterion's options). With a `Staged` criterion, give
             them to the `Staged` instead.
@@ -129,6 +136,7 @@ def prune_to_tolerance(
         fine_tune=fine_tune_fn,
         recalibrate=recalibrate,
         distill=as_distillation(distill, model),
+        lr_schedule=lr_schedule,
         metric=metric,
         verbose=verbose,
     )

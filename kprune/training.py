@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Callable
 
 import keras
@@ -36,6 +37,7 @@ def fine_tune(
     learning_rate: float | None = None,
     round_index: int | None = None,
     distill: Distillation | None = None,
+    lr_schedule: str = "constant",
 ) -> keras.Model:
     """Train `model` a little after a pruning step.
 
@@ -54,6 +56,10 @@ def fine_tune(
         distill: a `Distillation` (teacher, weight, temperature): `model.fit`
             then trains on the labels and on the teacher's outputs. A custom
             `fine_tune` does its own training and gets no distillation.
+        lr_schedule: `"constant"` keeps the rate through the fine-tuning;
+            `"cosine"` starts at it and decays it to 0 along a half cosine,
+            step by step, over the `epochs` (then puts it back). A custom
+            `fine_tune` sets its own rates.
 
     Returns:
         The fine-tuned model (the same object unless `fine_tune` returned another).
@@ -70,11 +76,60 @@ def fine_tune(
         trainer = distill.harness(model)
         compile_like(trainer, compile_settings(model))
     if learning_rate is not None:
-        trainer.optimizer.learning_rate = learning_rate
+        _set_rate(trainer.optimizer, learning_rate)
+    callbacks = [CosineRate()] if lr_schedule == "cosine" else []
     trainer.fit(
-        **fit_arguments(train_data, "train_data"), epochs=epochs, verbose=verbose
+        **fit_arguments(train_data, "train_data"),
+        epochs=epochs,
+        verbose=verbose,
+        callbacks=callbacks,
     )
     return model
+
+
+def _set_rate(optimizer, rate: float) -> None:
+    try:
+        optimizer.learning_rate = rate
+    except TypeError as error:  # Keras: built with a LearningRateSchedule
+        raise ValueError(
+            "the model was compiled with a learning-rate schedule, which kprune "
+            "cannot set a rate on: compile it with a float learning rate for "
+            "learning_rate= or lr_schedule='cosine', or leave both unset"
+        ) from error
+
+
+class CosineRate(keras.callbacks.Callback):
+    """Decay the optimizer's rate from its value at the start of `fit` to 0
+    along a half cosine, one step at a time, over all of `fit`'s epochs; put
+    the starting rate back at the end.
+
+    When `fit` cannot tell the steps per epoch (a dataset of unknown length),
+    the rate moves once per epoch instead.
+    """
+
+    def on_train_begin(self, logs=None):
+        self.peak = float(
+            keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        )
+        self.epochs = self.params.get("epochs") or 1
+        self.steps = self.params.get("steps")
+        self.epoch = 0
+
+    def _to(self, progress: float) -> None:
+        rate = 0.5 * self.peak * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        _set_rate(self.model.optimizer, rate)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        if not self.steps:
+            self._to(epoch / self.epochs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.steps:
+            self._to((self.epoch * self.steps + batch) / (self.epochs * self.steps))
+
+    def on_train_end(self, logs=None):
+        _set_rate(self.model.optimizer, self.peak)
 
 
 def evaluate(

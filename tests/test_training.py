@@ -1,0 +1,136 @@
+"""Fine-tuning between rounds: the learning rate and its cosine schedule."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kprune
+from kprune.training import CosineRate, fine_tune
+from tests import models
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class Rates(keras.callbacks.Callback):
+    """The optimizer's rate at the start of every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        rate = self.model.optimizer.learning_rate
+        self.seen.append(float(keras.ops.convert_to_numpy(rate)))
+
+
+def _sequential(lr=1e-2):
+    model = models.sequential()
+    model.compile(keras.optimizers.Adam(lr), LOSS)
+    return model
+
+
+def _data(n=32):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 16, 16, 3)).astype("float32"), rng.integers(0, 5, n)
+
+
+def test_cosine_decays_every_step_to_zero_and_puts_the_rate_back():
+    model, (x, y), rates = _sequential(), _data(32), Rates()
+    # CosineRate first: the recorder sees the rate each step trains with.
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[CosineRate(), rates])
+    total = 3 * 4
+    expected = [0.5e-2 * (1 + math.cos(math.pi * t / total)) for t in range(total)]
+    np.testing.assert_allclose(rates.seen, expected, rtol=1e-5)
+    assert rates.seen[-1] < 0.02 * 1e-2  # near 0 by the last step
+    assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == (
+        pytest.approx(1e-2)
+    )
+
+
+def test_cosine_moves_once_per_epoch_when_the_steps_are_unknown():
+    x, y = _data(16)
+    data = tf.data.Dataset.from_generator(  # fit cannot tell its length
+        lambda: iter(zip(x[:8], y[:8])),
+        output_signature=(
+            tf.TensorSpec((16, 16, 3), tf.float32),
+            tf.TensorSpec((), tf.int64),
+        ),
+    ).batch(4)
+    model, rates = _sequential(), Rates()
+    model.fit(data, epochs=2, verbose=0, callbacks=[CosineRate(), rates])
+    # Keras begins one more batch per epoch than the dataset holds, then stops.
+    per_epoch = len(rates.seen) // 2
+    assert rates.seen[:per_epoch] == pytest.approx([1e-2] * per_epoch)
+    assert rates.seen[per_epoch:] == pytest.approx([0.5e-2] * per_epoch)
+
+
+def test_fine_tune_with_a_cosine_starts_at_the_given_rate():
+    model, (x, y), rates = _sequential(1e-3), _data(16), Rates()
+    seen = []
+    original = model.fit
+
+    def fit(*args, callbacks=(), **kwargs):
+        seen.extend(callbacks)
+        return original(*args, callbacks=[*callbacks, rates], **kwargs)
+
+    model.fit = fit
+    fine_tune(model, None, (x, y), epochs=2, learning_rate=4e-2, lr_schedule="cosine")
+    assert [type(c) for c in seen] == [CosineRate]
+    assert rates.seen[0] == pytest.approx(4e-2)
+    assert rates.seen == sorted(rates.seen, reverse=True)
+
+
+def test_the_loop_fine_tunes_with_a_cosine_on_a_sequential_model():
+    model, (x, y) = _sequential(), _data(32)
+    small, report = kprune.Staged([("l1", 1)], flops=0.5, metric=lambda m: 1.0).run(
+        model, (x, y), epochs=1, verbose=0, lr_schedule="cosine"
+    )
+    assert report.final.params < model.count_params()
+    assert float(keras.ops.convert_to_numpy(small.optimizer.learning_rate)) == (
+        pytest.approx(1e-2)
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr_schedule": "cosin"}, "lr_schedule must be one of"),
+        ({"lr_schedule": "cosine", "fine_tune_epochs": 0}, "needs fine-tuning"),
+        ({"learning_rate": 0}, "learning_rate must be a number > 0"),
+        ({"learning_rate": "1e-3"}, "learning_rate must be a number > 0"),
+        ({"learning_rate": 1e-3, "fine_tune_fn": lambda m: None}, "would ignore"),
+        ({"lr_schedule": "cosine", "fine_tune_fn": lambda m: None}, "would ignore"),
+    ],
+)
+def test_bad_fine_tuning_settings_raise_before_anything_is_pruned(kwargs, message):
+    model, data = _sequential(), _data(8)
+    before = models.weights_of(model)
+    with pytest.raises(ValueError, match=message):
+        kprune.prune_to_tolerance(model, data, data, verbose=0, **kwargs)
+    for a, b in zip(before, models.weights_of(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+        ({"lr_schedule": "cosine", "epochs": 0}, "needs fine-tuning"),
+        ({"learning_rate": -1.0}, "learning_rate must be a number > 0"),
+    ],
+)
+def test_sweep_checks_its_fine_tuning_settings(kwargs, message):
+    model, data = _sequential(), _data(8)
+    with pytest.raises(ValueError, match=message):
+        kprune.sweep(model, data, data, flops=[0.5], latency=False, **kwargs)
+
+
+def test_a_model_compiled_with_a_schedule_gets_a_clear_error():
+    model, data = _sequential(), _data(8)
+    rate = keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=10)
+    model.compile(keras.optimizers.Adam(rate), LOSS)
+    with pytest.raises(ValueError, match="compiled with a learning-rate schedule"):
+        fine_tune(model, None, data, epochs=1, learning_rate=1e-3)

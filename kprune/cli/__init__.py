@@ -74,6 +74,7 @@ TOLERANCE_ONLY = (
     "step",
     "max_rounds",
     "lr",
+    "lr_schedule",
     "report",
     "html",
     "bench",
@@ -175,6 +176,7 @@ def _prune_to_tolerance(args) -> int:
         step=0.1 if args.step is None else args.step,
         max_rounds=20 if args.max_rounds is None else args.max_rounds,
         fine_tune_epochs=1 if args.epochs is None else args.epochs,
+        lr_schedule=args.lr_schedule or "constant",
         scope=args.scope,
         min_channels=args.min_channels,
         round_to=args.round_to,
@@ -300,6 +302,12 @@ def _tolerance_options(prune) -> None:
     tol.add_argument("--step", type=float, help="share pruned per round (0.1)")
     tol.add_argument("--max-rounds", type=int, help="rounds tried at most (20)")
     tol.add_argument("--lr", type=float, help="fine-tuning learning rate")
+    tol.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        help="keep --lr through each round's fine-tuning (constant, the "
+        "default) or decay it to 0 along a cosine",
+    )
     tol.add_argument("--report", help="write the run as JSON here")
     tol.add_argument("--html", help="write an HTML report here")
     tol.add_argument("--bench", action="store_true", help="time both in LiteRT")

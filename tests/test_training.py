@@ -134,3 +134,19 @@ def test_a_model_compiled_with_a_schedule_gets_a_clear_error():
     model.compile(keras.optimizers.Adam(rate), LOSS)
     with pytest.raises(ValueError, match="compiled with a learning-rate schedule"):
         fine_tune(model, None, data, epochs=1, learning_rate=1e-3)
+
+
+def test_a_distilled_round_decays_the_distillers_rate(monkeypatch):
+    model, (x, y) = _sequential(), _data(32)
+    rates = Rates()
+    original = keras.Model.fit
+
+    def fit(self, *args, callbacks=(), **kwargs):
+        return original(self, *args, callbacks=[*callbacks, rates], **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    kprune.Staged([("l1", 1)], flops=0.5, metric=lambda m: 1.0).run(
+        model, (x, y), epochs=4, verbose=0, lr_schedule="cosine", distill=True
+    )
+    assert rates.seen[0] == pytest.approx(1e-2) and rates.seen[-1] < 2e-3
+    assert rates.seen == sorted(rates.seen, reverse=True)

@@ -44,6 +44,33 @@ def add_eager_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def add_tuning_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add `--tune-lr` and `--tune-schedule`: Adam's rate after pruning, and
+    whether it stays or decays along a cosine (see `cosine_steps`)."""
+    parser.add_argument(
+        "--tune-lr",
+        type=float,
+        default=1e-3,
+        help="Adam's learning rate after pruning (training uses 1e-3)",
+    )
+    parser.add_argument(
+        "--tune-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="after pruning, keep --tune-lr, or decay it to 0 along a cosine "
+        "over the TUNE epochs (restarting wherever a method recompiles)",
+    )
+    return parser
+
+
+def cosine_steps(args, samples: int, batch: int) -> int | None:
+    """Steps of the TUNE epochs (`args.epochs[2]`) for `--tune-schedule
+    cosine`, None for constant."""
+    if args.tune_schedule == "constant":
+        return None
+    return args.epochs[2] * -(-samples // batch)
+
+
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """`parser.parse_args(argv)`, switching TensorFlow to eager when `--eager`."""
     args = parser.parse_args(argv)

@@ -40,7 +40,14 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-from common import dice, nuclei_parser, parse_args, write_json  # noqa: E402
+from common import (  # noqa: E402
+    add_tuning_flags,
+    cosine_steps,
+    dice,
+    nuclei_parser,
+    parse_args,
+    write_json,
+)
 from methods import METHODS, WRAPPED, Harness, name, results_table  # noqa: E402
 
 import kprune  # noqa: E402
@@ -100,7 +107,7 @@ def run_seed(seed, args) -> list[dict]:
         compiler(args.loss),
         BATCH,
         "logits",
-        tune=compiler(args.loss, args.tune_lr, _decay_steps(args, len(x))),
+        tune=compiler(args.loss, args.tune_lr, cosine_steps(args, len(x), BATCH)),
     )
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
     distilled_methods = args.distill_methods or args.methods
@@ -149,13 +156,6 @@ def run_seed(seed, args) -> list[dict]:
     return rows
 
 
-def _decay_steps(args, samples: int) -> int | None:
-    """Fine-tuning steps for `--tune-schedule cosine` (None for constant)."""
-    if args.tune_schedule == "constant":
-        return None
-    return args.epochs[2] * -(-samples // BATCH)
-
-
 def _line(r) -> str:
     return (
         f"{r['arch']} seed {r['seed']} {r['target']:.0%} {name(r)}"
@@ -199,20 +199,7 @@ def main(argv=None):
         metavar=("TRAIN", "WRAP", "TUNE"),
         help="epochs of training, of the wrapped model, of fine-tuning",
     )
-    parser.add_argument(
-        "--tune-lr",
-        type=float,
-        default=1e-3,
-        help="Adam's learning rate after pruning (training uses 1e-3)",
-    )
-    parser.add_argument(
-        "--tune-schedule",
-        choices=("constant", "cosine"),
-        default="constant",
-        help="after pruning, keep --tune-lr, or decay it to 0 along a cosine "
-        "over the TUNE epochs (restarting wherever a method recompiles)",
-    )
-    args = parse_args(parser, argv)
+    args = parse_args(add_tuning_flags(parser), argv)
     start = time.perf_counter()
     rows = [row for seed in args.seeds for row in run_seed(seed, args)]
     seconds = time.perf_counter() - start

@@ -124,15 +124,15 @@ def run_seed(seed, args) -> list[dict]:
         kprune.learn_importance(wrapped, (x, y), wrap_epochs, batch_size=BATCH)
         return wrapped
 
-    wrapped = None
-    if any(m in WRAPPED for m in args.methods):
-        wrapped = cached(
-            stem and f"{stem}_wrap{wrap_epochs}.keras", wrapped_after_phase
-        )
+    wrapped = None  # built (or loaded) when the first method reads it
     rows = []
     for target, method, distilled in itertools.product(
         args.targets, args.methods, teachers
     ):
+        if method in WRAPPED and wrapped is None:
+            wrapped = cached(
+                stem and f"{stem}_wrap{wrap_epochs}.keras", wrapped_after_phase
+            )
         keras.utils.set_random_seed(seed)
         teacher = model if distilled else None
         small = harness.prune(method, model, wrapped, target, tune, teacher)

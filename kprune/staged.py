@@ -163,7 +163,7 @@ class Staged:
             verbose: 0 silent, 1 a progress bar over the rounds, 2 one line
                 per round (as Keras' `fit`).
             learning_rate: learning rate for fine-tuning (default: the compiled
-                one).
+                one); with `fine_tune=`, which sets its own, it raises.
             recalibrate: re-estimate BatchNorm statistics on a few batches of
                 `train_data` right after each shrink (see `kprune.recalibrate`).
             distill: fine-tune each round on the labels and on a teacher's

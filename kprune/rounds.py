@@ -26,7 +26,7 @@ from kprune.profile import profile
 from kprune.recalibration import recalibrate
 from kprune.report import PruningReport, Round
 from kprune.surgery import shrink
-from kprune.training import evaluate, fine_tune
+from kprune.training import check_tuning, evaluate, fine_tune
 
 
 # ----------------------------------------------------------- tolerance rule
@@ -123,22 +123,13 @@ class RoundSettings:
 
     def __post_init__(self):
         self.verbose = check_verbose(self.verbose)
-        check_settings(learning_rate=self.learning_rate, lr_schedule=self.lr_schedule)
-        if self.fine_tune is not None and (
-            self.learning_rate is not None or self.lr_schedule != "constant"
-        ):
-            raise ValueError(
-                "learning_rate= and lr_schedule= set kprune's own fine-tuning "
-                "(model.fit); your fine-tuning function trains by itself and "
-                "would ignore them: set the rate in it instead"
-            )
-        if self.lr_schedule != "constant" and (
-            self.train_data is None or self.epochs <= 0
-        ):
-            raise ValueError(
-                f"lr_schedule={self.lr_schedule!r} needs fine-tuning to act on: "
-                "give train_data and at least one epoch"
-            )
+        check_tuning(
+            self.learning_rate,
+            self.lr_schedule,
+            self.train_data,
+            self.epochs,
+            self.fine_tune,
+        )
         if self.distill is None:
             return
         if self.fine_tune is not None:

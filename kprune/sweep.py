@@ -20,7 +20,7 @@ from typing import Sequence
 import keras
 
 from kprune import htmlpage
-from kprune.checks import check_settings, check_shares
+from kprune.checks import check_shares
 from kprune.export import export_tflite
 from kprune.litert import benchmark_tflite
 from kprune.messages import Steps, check_verbose
@@ -30,7 +30,7 @@ from kprune.profile import profile
 from kprune.recalibration import recalibrate as recalibrate_bn
 from kprune.report import JsonResult, format_table, human
 from kprune.surgery import shrink
-from kprune.training import evaluate, fine_tune, require_compiled
+from kprune.training import check_tuning, evaluate, fine_tune, require_compiled
 
 DEFAULT_BUDGETS = (0.75, 0.5, 0.25, 0.1)
 
@@ -176,12 +176,8 @@ def sweep(
     start = time.perf_counter()
     budgets = check_shares("flops", flops)[::-1]  # the largest budget first
     verbose = check_verbose(verbose)
-    check_settings(learning_rate=learning_rate, lr_schedule=lr_schedule)
-    if lr_schedule != "constant" and (train_data is None or epochs <= 0):
-        raise ValueError(
-            f"lr_schedule={lr_schedule!r} needs fine-tuning to act on: give "
-            "train_data and epochs >= 1"
-        )
+    check_tuning(learning_rate, lr_schedule, train_data, epochs)
+    tuning = {"learning_rate": learning_rate, "lr_schedule": lr_schedule}
     require_compiled(model, "sweep")
     name, value = evaluate(model, metric, val_data)
     models = [(None, model, value)]
@@ -191,14 +187,7 @@ def sweep(
             small = shrink(model, plan)
             if recalibrate and train_data is not None:
                 recalibrate_bn(small, train_data)
-            small = fine_tune(
-                small,
-                None,
-                train_data,
-                epochs,
-                learning_rate=learning_rate,
-                lr_schedule=lr_schedule,
-            )
+            small = fine_tune(small, None, train_data, epochs, **tuning)
             score = evaluate(small, metric, val_data)[1]
             models.append((budget, small, score))
             steps.advance(f"{budget:.0%} of FLOPs: {name} {score:.4f}")

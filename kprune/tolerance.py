@@ -119,10 +119,7 @@ def prune_to_tolerance(
         check_options(prune_to_tolerance, plan_options, [criterion], sets=SCHEDULE_SETS)
         step = 0.1 if step is None else step
         by = "ratio" if by is None else by
-    check_settings(
-        step=step, by=by, tolerance=tolerance, mode=mode, max_rounds=max_rounds
-    )
-    _check_metric(metric, mode, val_data)
+    _check_loop(step, by, tolerance, mode, max_rounds, metric, val_data)
     schedule = (
         criterion
         if isinstance(criterion, Staged)
@@ -152,7 +149,10 @@ def prune_to_tolerance(
     )
 
 
-def _check_metric(metric, mode, val_data) -> None:
+def _check_loop(step, by, tolerance, mode, max_rounds, metric, val_data) -> None:
+    check_settings(
+        step=step, by=by, tolerance=tolerance, mode=mode, max_rounds=max_rounds
+    )
     if callable(metric) and mode == "auto":
         raise ValueError(
             "with a callable metric=, kprune cannot tell whether higher or lower "

@@ -8,6 +8,7 @@ from typing import Callable
 
 import keras
 
+from kprune.checks import check_settings
 from kprune.compiling import compile_like, compile_settings
 from kprune.distillation import Distillation
 
@@ -25,6 +26,32 @@ def require_compiled(model: keras.Model, what: str) -> None:
         raise ValueError(
             f"{what} needs a compiled model: call model.compile(optimizer, loss, "
             "metrics) first (kprune.shrink keeps the compile settings)"
+        )
+
+
+def check_tuning(
+    learning_rate, lr_schedule, train_data, epochs, custom: Callable | None = None
+) -> None:
+    """Check the rate settings of kprune's own fine-tuning before anything is
+    pruned: valid values, and never given where they would be ignored (beside
+    a custom fine-tuning function `custom`, or with nothing to fine-tune on).
+    """
+    check_settings(learning_rate=learning_rate, lr_schedule=lr_schedule)
+    given = [f"learning_rate={learning_rate!r}"] if learning_rate is not None else []
+    if lr_schedule != "constant":
+        given.append(f"lr_schedule={lr_schedule!r}")
+    if not given:
+        return
+    names = " and ".join(given)
+    if custom is not None:
+        raise ValueError(
+            f"{names} set kprune's own fine-tuning (model.fit); your fine-tuning "
+            "function trains by itself and would ignore them: set the rate in it"
+        )
+    if train_data is None or epochs <= 0:
+        raise ValueError(
+            f"{names} only act on kprune's fine-tuning, and there is none to do: "
+            "give train data and at least one epoch, or leave them unset"
         )
 
 

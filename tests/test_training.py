@@ -98,7 +98,8 @@ def test_the_loop_fine_tunes_with_a_cosine_on_a_sequential_model():
     "kwargs, message",
     [
         ({"lr_schedule": "cosin"}, "lr_schedule must be one of"),
-        ({"lr_schedule": "cosine", "fine_tune_epochs": 0}, "needs fine-tuning"),
+        ({"lr_schedule": "cosine", "fine_tune_epochs": 0}, "there is none to do"),
+        ({"learning_rate": 1e-3, "fine_tune_epochs": 0}, "there is none to do"),
         ({"learning_rate": 0}, "learning_rate must be a number > 0"),
         ({"learning_rate": "1e-3"}, "learning_rate must be a number > 0"),
         ({"learning_rate": 1e-3, "fine_tune_fn": lambda m: None}, "would ignore"),
@@ -118,7 +119,8 @@ def test_bad_fine_tuning_settings_raise_before_anything_is_pruned(kwargs, messag
     "kwargs, message",
     [
         ({"lr_schedule": "step"}, "lr_schedule must be one of"),
-        ({"lr_schedule": "cosine", "epochs": 0}, "needs fine-tuning"),
+        ({"lr_schedule": "cosine", "epochs": 0}, "there is none to do"),
+        ({"learning_rate": 1e-3, "epochs": 0}, "there is none to do"),
         ({"learning_rate": -1.0}, "learning_rate must be a number > 0"),
     ],
 )

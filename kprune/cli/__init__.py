@@ -26,6 +26,7 @@ import argparse
 import os
 import sys
 
+from kprune.checks import LR_SCHEDULES
 from kprune.cli.analysis import add_analysis_commands, training_options
 from kprune.cli.files import (
     MODEL_SUFFIXES,
@@ -304,7 +305,7 @@ def _tolerance_options(prune) -> None:
     tol.add_argument("--lr", type=float, help="fine-tuning learning rate")
     tol.add_argument(
         "--lr-schedule",
-        choices=("constant", "cosine"),
+        choices=LR_SCHEDULES,
         help="keep --lr through each round's fine-tuning (constant, the "
         "default) or decay it to 0 along a cosine",
     )

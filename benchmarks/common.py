@@ -46,7 +46,7 @@ def add_eager_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def add_tuning_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add `--tune-lr` and `--tune-schedule`: Adam's rate after pruning, and
-    whether it stays or decays along a cosine (see `cosine_steps`)."""
+    whether it stays or decays along a cosine (`methods.Harness`)."""
     parser.add_argument(
         "--tune-lr",
         type=float,
@@ -58,17 +58,9 @@ def add_tuning_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         choices=("constant", "cosine"),
         default="constant",
         help="after pruning, keep --tune-lr, or decay it to 0 along a cosine "
-        "over the TUNE epochs (restarting wherever a method recompiles)",
+        "over each method's TUNE epochs, one cosine across all its fits",
     )
     return parser
-
-
-def cosine_steps(args, samples: int, batch: int) -> int | None:
-    """Steps of the TUNE epochs (`args.epochs[2]`) for `--tune-schedule
-    cosine`, None for constant."""
-    if args.tune_schedule == "constant":
-        return None
-    return args.epochs[2] * -(-samples // batch)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:

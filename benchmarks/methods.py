@@ -1,13 +1,19 @@
 """The pruning methods the quality benchmarks compare, under one fine-tuning budget.
 
-`Harness(data, compile_model, batch)` holds the training data and how to
-compile a model for it (and, optionally, a different compile for fine-tuning);
-`Harness.prune(method, ...)` prunes a trained model to
-a share of its MACs by one of `METHODS` and fine-tunes it for `tune` epochs in
-all, optionally learning from a teacher (`kprune.Distiller`).
+`Harness(data, compile_model, batch)` holds the training data, how to compile
+a model for it, and the fine-tuning rate; `Harness.prune(method, ...)` prunes a
+trained model to a share of its MACs by one of `METHODS` and fine-tunes it for
+`tune` epochs in all, optionally learning from a teacher (`kprune.Distiller`).
+Every method fine-tunes through `Harness.fit`: the same batch size, and with
+the cosine schedule one cosine over the whole budget, however many fits (the
+rounds of `Staged`, the callback's two phases) the method splits it into.
 """
 
 from __future__ import annotations
+
+import math
+
+import keras
 
 import kprune
 from kprune.report import format_table
@@ -29,25 +35,69 @@ FLOOR = 3
 WRAPPED = ("importance", "importance_rounds")
 
 
+@keras.saving.register_keras_serializable(package="kprune_benchmarks")
+class CosineSlice(keras.optimizers.schedules.LearningRateSchedule):
+    """A half cosine from `rate` to 0 over `total` steps, entered at step
+    `offset`: consecutive fits of one budget follow one cosine together.
+    (Registered so that kprune can recompile a shrunk model as it was.)"""
+
+    def __init__(self, rate: float, total: int, offset: int = 0):
+        self.rate, self.total, self.offset = rate, total, offset
+
+    def __call__(self, step):
+        done = keras.ops.cast(step, "float32") + self.offset
+        progress = keras.ops.minimum(done / self.total, 1.0)
+        return self.rate * 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
+
+    def get_config(self):
+        return {"rate": self.rate, "total": self.total, "offset": self.offset}
+
+
 class Harness:
-    """Training data, compile settings and batch size shared by every method."""
+    """Training data, compile settings, batch size and fine-tuning rate shared
+    by every method.
+
+    `compile_model(model, rate=None)` compiles `model` (at its default rate
+    when `rate` is None). After pruning, every fit runs at `tune_lr`, constant
+    or (`schedule="cosine"`) decaying to 0 over the method's whole budget.
+    """
 
     def __init__(
-        self, data, compile_model, batch: int, outputs: str = "auto", tune=None
+        self,
+        data,
+        compile_model,
+        batch: int,
+        outputs: str = "auto",
+        tune_lr: float = 1e-3,
+        schedule: str = "constant",
     ):
         self.data, self.compile_model, self.batch = data, compile_model, batch
         self.outputs = outputs  # what the Distiller compares (kprune.Distiller)
-        self.tune_compile = tune or compile_model  # for everything after pruning
+        self.tune_lr, self.schedule = tune_lr, schedule
 
-    def fit(self, model, epochs, teacher=None, callbacks=None, tuning=False):
-        """Train `model` in place (through a Distiller when `teacher` is set),
-        compiled for fine-tuning when `tuning`."""
+    def rate(self, start: int, total: int):
+        """The rate of a fine-tuning fit that starts `start` epochs into a
+        budget of `total` epochs."""
+        if self.schedule == "constant":
+            return self.tune_lr
+        steps = math.ceil(len(self.data[0]) / self.batch)
+        return CosineSlice(self.tune_lr, total * steps, start * steps)
+
+    def fit(self, model, epochs, teacher=None, callbacks=None, tuning=None):
+        """Train `model` in place (through a Distiller when `teacher` is set).
+
+        `tuning=(start, total)` makes it fine-tuning: epochs `start` to
+        `start + epochs` of a budget of `total`, at `rate(start, total)`.
+        """
         if epochs <= 0:
             return model
         trainer = model
         if teacher is not None:
             trainer = kprune.Distiller(model, teacher, outputs=self.outputs)
-        (self.tune_compile if tuning else self.compile_model)(trainer)
+        if tuning is None:
+            self.compile_model(trainer)
+        else:
+            self.compile_model(trainer, self.rate(*tuning))
         trainer.fit(
             *self.data,
             batch_size=self.batch,
@@ -61,24 +111,22 @@ class Harness:
         plan = kprune.plan(source, criterion, flops=target, **options)
         small = kprune.shrink(source, plan)
         kprune.recalibrate(small, self.data[0])
-        return self.fit(small, tune, teacher, tuning=True)
+        return self.fit(small, tune, teacher, tuning=(0, tune))
 
     def staged(self, source, stages, target, tune, teacher, **options):
-        schedule = kprune.Staged(stages, flops=target, **options)
-        rounds = schedule.total_rounds
-        self.tune_compile(source)
+        """`Staged` rounds of `tune // rounds` epochs each (recalibrated after
+        each shrink by `Staged.run`), then the rest of the budget."""
+        rounds = kprune.Staged(stages, flops=target, **options).total_rounds
         per_round = tune // rounds
-        small, _ = schedule.run(
-            source,
-            self.data,
-            None,
-            epochs=per_round,
-            verbose=0,
-            distill=kprune.Distillation(teacher, outputs=self.outputs)
-            if teacher is not None and per_round
-            else None,
-        )
-        return self.fit(small, tune - rounds * per_round, teacher, tuning=True)
+
+        def fine_tune(model, index):
+            start = index * per_round
+            return self.fit(model, per_round, teacher, tuning=(start, tune))
+
+        schedule = kprune.Staged(stages, flops=target, fine_tune=fine_tune, **options)
+        small, _ = schedule.run(source, self.data, None, verbose=0)
+        done = rounds * per_round
+        return self.fit(small, tune - done, teacher, tuning=(done, tune))
 
     def with_callback(self, model, criterion, target, tune, teacher):
         """Mask over the first 40% of the epochs, then shrink and fine-tune."""
@@ -87,10 +135,10 @@ class Harness:
         callback = kprune.PruningCallback(
             flops=target, criterion=criterion, end_epoch=masking - 1
         )
-        self.fit(wrapped, masking, teacher, callbacks=[callback], tuning=True)
+        self.fit(wrapped, masking, teacher, callbacks=[callback], tuning=(0, tune))
         small = kprune.shrink(wrapped)
         kprune.recalibrate(small, self.data[0])
-        return self.fit(small, tune - masking, teacher, tuning=True)
+        return self.fit(small, tune - masking, teacher, tuning=(masking, tune))
 
     def prune(self, method, model, wrapped, target, tune, teacher=None):
         """The pruned, fine-tuned (and unwrapped) model of one method."""

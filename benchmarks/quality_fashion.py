@@ -25,7 +25,6 @@ first N test images (for a quick look).
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import time
@@ -36,7 +35,6 @@ import keras  # noqa: E402
 from common import (  # noqa: E402
     add_eager_flag,
     add_tuning_flags,
-    cosine_steps,
     parse_args,
     write_json,
 )
@@ -61,14 +59,11 @@ def vgg_style(classes: int = 10) -> keras.Model:
     return keras.Model(inputs, outputs, name="vgg_style")
 
 
-def compiled(model, lr=1e-3, decay_steps=None):
-    """Adam(`lr`), cross-entropy and accuracy; with `decay_steps`, the rate
-    follows a cosine from `lr` to 0 over that many steps."""
-    rate = lr
-    if decay_steps:
-        rate = keras.optimizers.schedules.CosineDecay(lr, decay_steps)
+def compiled(model, rate=None):
+    """Adam(`rate`, default 1e-3: a number or a schedule), cross-entropy and
+    accuracy."""
     model.compile(
-        keras.optimizers.Adam(rate),
+        keras.optimizers.Adam(1e-3 if rate is None else rate),
         "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -98,10 +93,9 @@ def run_seed(seed, args) -> list[dict]:
         x, y = x[: args.train_size], y[: args.train_size]
     if args.test_size:
         xt, yt = xt[: args.test_size], yt[: args.test_size]
-    tune_compile = functools.partial(
-        compiled, lr=args.tune_lr, decay_steps=cosine_steps(args, len(x), BATCH)
+    harness = Harness(
+        (x, y), compiled, BATCH, tune_lr=args.tune_lr, schedule=args.tune_schedule
     )
-    harness = Harness((x, y), compiled, batch=BATCH, tune=tune_compile)
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
     key = f"seed{seed}_train{train_epochs}_n{len(x)}"
     stem = args.cache and os.path.join(args.cache, f"vgg_style_{key}")

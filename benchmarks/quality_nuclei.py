@@ -42,7 +42,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 from common import (  # noqa: E402
     add_tuning_flags,
-    cosine_steps,
     dice,
     nuclei_parser,
     parse_args,
@@ -83,15 +82,12 @@ LOSSES = {
 BATCH = 16
 
 
-def compiler(loss="bce", lr=1e-3, decay_steps=None):
-    """`compiled(model)`: `model` compiled with Adam(`lr`) and one of `LOSSES`;
-    with `decay_steps`, the rate follows a cosine from `lr` to 0 over that many
-    steps (restarting at each compile)."""
+def compiler(loss="bce"):
+    """`compiled(model, rate=None)`: `model` compiled with Adam(`rate`, default
+    1e-3: a number or a schedule) and one of `LOSSES`."""
 
-    def compiled(model):
-        rate = lr
-        if decay_steps:
-            rate = keras.optimizers.schedules.CosineDecay(lr, decay_steps)
+    def compiled(model, rate=None):
+        rate = 1e-3 if rate is None else rate
         model.compile(keras.optimizers.Adam(rate), LOSSES[loss]())
         return model
 
@@ -107,7 +103,8 @@ def run_seed(seed, args) -> list[dict]:
         compiler(args.loss),
         BATCH,
         "logits",
-        tune=compiler(args.loss, args.tune_lr, cosine_steps(args, len(x), BATCH)),
+        tune_lr=args.tune_lr,
+        schedule=args.tune_schedule,
     )
     teachers = {"off": [False], "on": [True], "both": [False, True]}[args.distill]
     distilled_methods = args.distill_methods or args.methods

@@ -9,6 +9,7 @@ import json
 import os
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -172,3 +173,62 @@ def test_latency_trained_benchmark(run_benchmark, tmp_path):
     rows = json.loads((tmp_path / "t.json").read_text())
     assert [r["plan"] for r in rows] == ["latency plan", "FLOPs plan"]
     assert all(0 < r["latency_kept"] and 0 <= r["accuracy"] <= 1 for r in rows)
+
+
+def test_each_method_fine_tunes_on_one_cosine_at_the_harness_batch(monkeypatch):
+    """`Staged`'s rounds and the callback's phases fine-tune through
+    `Harness.fit` (its batch, not Keras's default 32), on consecutive slices
+    of one cosine over the method's budget (it once restarted at every fit)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    methods = importlib.import_module("methods")
+    whole, later = methods.CosineSlice(1e-2, 100), methods.CosineSlice(1e-2, 100, 40)
+    assert float(whole(0)) == pytest.approx(1e-2)
+    assert float(later(0)) == pytest.approx(float(whole(40)))
+    assert float(whole(100)) == pytest.approx(0.0, abs=1e-9)
+    assert float(whole(150)) == pytest.approx(0.0, abs=1e-9)
+
+    def compiled(model, rate=None):
+        model.compile(keras.optimizers.Adam(rate or 1e-3), "mse")
+        return model
+
+    x = np.random.default_rng(0).normal(size=(40, 8, 8, 3)).astype("float32")
+    harness = methods.Harness((x, x[:, :1, :1, :2]), compiled, 10, schedule="cosine")
+    fits, fit = [], methods.Harness.fit
+
+    def spy(self, model, epochs, *args, tuning=None, **kwargs):
+        if tuning is not None and epochs > 0:
+            fits.append((epochs, tuning, float(self.rate(*tuning)(0))))
+        return fit(self, model, epochs, *args, tuning=tuning, **kwargs)
+
+    monkeypatch.setattr(methods.Harness, "fit", spy)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(8),
+            keras.layers.Conv2D(2, 1),
+        ]
+    )
+    steps = []
+
+    class Steps(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            steps.append(self.params["steps"])
+
+    original = keras.Model.fit
+
+    def counted(model, *args, **kwargs):
+        return original(model, *args, **{**kwargs, "callbacks": [Steps()]})
+
+    monkeypatch.setattr(keras.Model, "fit", counted)
+    harness.prune("staged_comp", compiled(model), None, 0.5, 5)
+    assert [(e, t) for e, t, _ in fits] == [
+        (1, (0, 5)),
+        (1, (1, 5)),
+        (1, (2, 5)),
+        (2, (3, 5)),
+    ]
+    rates = [r for *_, r in fits]
+    assert rates == sorted(rates, reverse=True) and rates[0] == pytest.approx(1e-3)
+    assert steps == [4, 4, 4, 4]  # 40 samples at the harness's 10 (Keras: 32)

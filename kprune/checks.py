@@ -96,6 +96,10 @@ _RULES = {
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
         "max_rounds must be >= 1 (an int); got {value!r}",
     ),
+    "batch_size": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "batch_size must be an int >= 1 (or None for Keras' 32); got {value!r}",
+    ),
 }
 
 

@@ -107,7 +107,8 @@ class RoundSettings:
     `recalibrate`: re-estimate BatchNorm statistics on `train_data` right
     after each shrink, before fine-tuning (see `kprune.recalibrate`).
     `distill`: fine-tune on the teacher's outputs too (see `kprune.Distiller`).
-    `lr_schedule`: `"constant"` or `"cosine"` (see `kprune.training.fine_tune`).
+    `lr_schedule`: `"constant"` or `"cosine"`, and `batch_size` (see
+    `kprune.training.fine_tune`).
     """
 
     train_data: object = None
@@ -120,12 +121,14 @@ class RoundSettings:
     recalibrate: bool = True
     distill: Distillation | None = None
     lr_schedule: str = "constant"
+    batch_size: int | None = None
 
     def __post_init__(self):
         self.verbose = check_verbose(self.verbose)
         check_tuning(
             self.learning_rate,
             self.lr_schedule,
+            self.batch_size,
             self.train_data,
             self.epochs,
             self.fine_tune,
@@ -263,6 +266,7 @@ def _tuned(candidate, index, settings):
         round_index=index,
         distill=settings.distill,
         lr_schedule=settings.lr_schedule,
+        batch_size=settings.batch_size,
     )
 
 

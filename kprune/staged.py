@@ -150,6 +150,7 @@ class Staged:
         recalibrate: bool = True,
         distill=None,
         lr_schedule: str = "constant",
+        batch_size: int | None = None,
     ) -> tuple[keras.Model, PruningReport]:
         """Run every round. `model` is not modified.
 
@@ -175,6 +176,9 @@ class Staged:
             lr_schedule: `"constant"` (default) or `"cosine"`: each round's
                 fine-tuning decays its rate from `learning_rate` (or the
                 compiled one) to 0 along a half cosine over `epochs`.
+            batch_size: the fine-tuning batch for `(x, y)` arrays (default
+                Keras' 32); it raises with a dataset (batch that instead) and
+                with `fine_tune=`.
 
         Returns:
             `(pruned_model, report)`; the report lists every round's criterion,
@@ -189,6 +193,7 @@ class Staged:
             recalibrate=recalibrate,
             distill=as_distillation(distill, model),
             lr_schedule=lr_schedule,
+            batch_size=batch_size,
             metric=self.metric,
             verbose=verbose,
         )

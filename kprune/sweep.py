@@ -140,6 +140,7 @@ def sweep(
     epochs: int = 1,
     learning_rate: float | None = None,
     lr_schedule: str = "constant",
+    batch_size: int | None = None,
     metric=None,
     recalibrate: bool = True,
     latency: bool = True,
@@ -160,6 +161,8 @@ def sweep(
         learning_rate: of the fine-tuning (default: the compiled one).
         lr_schedule: `"constant"` or `"cosine"` (decay the rate to 0 over
             the `epochs` of each budget's fine-tuning).
+        batch_size: the fine-tuning batch for `(x, y)` arrays (default
+            Keras' 32; a dataset brings its own).
         metric: a compiled metric name, a callable `f(model) -> float`, or
             None for the first compiled metric.
         recalibrate: re-estimate BatchNorm statistics before fine-tuning.
@@ -176,8 +179,7 @@ def sweep(
     start = time.perf_counter()
     budgets = check_shares("flops", flops)[::-1]  # the largest budget first
     verbose = check_verbose(verbose)
-    check_tuning(learning_rate, lr_schedule, train_data, epochs)
-    tuning = {"learning_rate": learning_rate, "lr_schedule": lr_schedule}
+    tuning = check_tuning(learning_rate, lr_schedule, batch_size, train_data, epochs)
     require_compiled(model, "sweep")
     name, value = evaluate(model, metric, val_data)
     models = [(None, model, value)]

@@ -47,6 +47,7 @@ def prune_to_tolerance(
     recalibrate: bool = True,
     distill=None,
     lr_schedule: str = "constant",
+    batch_size: int | None = None,
     **plan_options,
 ) -> tuple[keras.Model, PruningReport]:
     """Prune as far as the validation metric allows.
@@ -98,6 +99,9 @@ def prune_to_tolerance(
             extreme compression, cosine from ten times training's rate is what
             held on the nuclei benchmark (docs/results.md). Like
             `learning_rate`, it raises with `fine_tune_fn`.
+        batch_size: the fine-tuning batch for `(x, y)` arrays (default Keras'
+            32); it raises with a dataset (batch that instead) and with
+            `fine_tune_fn`.
         **plan_options: passed to `kprune.plan` (`scope`, `round_to`, ...,
             and the criterion's options). With a `Staged` criterion, give
             them to the `Staged` instead.
@@ -134,6 +138,7 @@ def prune_to_tolerance(
         recalibrate=recalibrate,
         distill=as_distillation(distill, model),
         lr_schedule=lr_schedule,
+        batch_size=batch_size,
         metric=metric,
         verbose=verbose,
     )

@@ -30,29 +30,54 @@ def require_compiled(model: keras.Model, what: str) -> None:
 
 
 def check_tuning(
-    learning_rate, lr_schedule, train_data, epochs, custom: Callable | None = None
-) -> None:
-    """Check the rate settings of kprune's own fine-tuning before anything is
+    learning_rate,
+    lr_schedule,
+    batch_size,
+    train_data,
+    epochs,
+    custom: Callable | None = None,
+) -> dict:
+    """Check the settings of kprune's own fine-tuning before anything is
     pruned: valid values, and never given where they would be ignored (beside
-    a custom fine-tuning function `custom`, or with nothing to fine-tune on).
+    a custom fine-tuning function `custom`, or with nothing to fine-tune on;
+    `batch_size` with a dataset, which is batched already).
+
+    Returns:
+        The three settings, as keyword arguments of `fine_tune`.
     """
-    check_settings(learning_rate=learning_rate, lr_schedule=lr_schedule)
+    settings = {
+        "learning_rate": learning_rate,
+        "lr_schedule": lr_schedule,
+        "batch_size": batch_size,
+    }
+    check_settings(
+        learning_rate=learning_rate, lr_schedule=lr_schedule, batch_size=batch_size
+    )
     given = [f"learning_rate={learning_rate!r}"] if learning_rate is not None else []
     if lr_schedule != "constant":
         given.append(f"lr_schedule={lr_schedule!r}")
+    if batch_size is not None:
+        given.append(f"batch_size={batch_size!r}")
+        if train_data is not None and not isinstance(train_data, tuple):
+            raise ValueError(
+                "batch_size= batches (x, y) arrays; train_data is a dataset, "
+                "which is batched already: batch the dataset, or leave "
+                "batch_size unset"
+            )
     if not given:
-        return
+        return settings
     names = " and ".join(given)
     if custom is not None:
         raise ValueError(
             f"{names} set kprune's own fine-tuning (model.fit); your fine-tuning "
-            "function trains by itself and would ignore them: set the rate in it"
+            "function trains by itself and would ignore them: set them in it"
         )
     if train_data is None or epochs <= 0:
         raise ValueError(
             f"{names} only act on kprune's fine-tuning, and there is none to do: "
             "give train data and at least one epoch, or leave them unset"
         )
+    return settings
 
 
 def fine_tune(
@@ -65,6 +90,7 @@ def fine_tune(
     round_index: int | None = None,
     distill: Distillation | None = None,
     lr_schedule: str = "constant",
+    batch_size: int | None = None,
 ) -> keras.Model:
     """Train `model` a little after a pruning step.
 
@@ -87,6 +113,8 @@ def fine_tune(
             `"cosine"` starts at it and decays it to 0 along a half cosine,
             step by step, over the `epochs` (then puts it back). A custom
             `fine_tune` sets its own rates.
+        batch_size: the batch of `model.fit` for `(x, y)` arrays (default
+            Keras' 32); a dataset brings its own batches.
 
     Returns:
         The fine-tuned model (the same object unless `fine_tune` returned another).
@@ -107,6 +135,7 @@ def fine_tune(
     callbacks = [CosineRate()] if lr_schedule == "cosine" else []
     trainer.fit(
         **fit_arguments(train_data, "train_data"),
+        batch_size=batch_size,
         epochs=epochs,
         verbose=verbose,
         callbacks=callbacks,

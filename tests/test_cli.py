@@ -232,7 +232,7 @@ def test_prune_to_tolerance_from_the_shell(tmp_path, capsys):
     out, run, page = (str(tmp_path / n) for n in ("s.keras", "run.json", "r.html"))
     args = ["prune", path, "-o", out, "--tolerance", "1.0", "--data", data]
     args += ["--max-rounds", "2", "--step", "0.3", "--report", run, "--html", page]
-    args += ["--lr", "1e-2", "--lr-schedule", "cosine"]
+    args += ["--lr", "1e-2", "--lr-schedule", "cosine", "--batch-size", "16"]
     assert cli.main(args + ["--bench", "--verbose", "0"]) == 0
     text = capsys.readouterr().out
     assert "FLOPs kept" in text and f"wrote {page}" in text
@@ -282,6 +282,8 @@ def test_data_commands_name_the_fix(tmp_path, capsys):
         cli.main(half + ["--epochs", "3"])
     with pytest.raises(SystemExit, match="--lr-schedule only apply with --tolerance"):
         cli.main(half + ["--lr-schedule", "cosine"])
+    with pytest.raises(SystemExit, match="--batch-size only apply with --tolerance"):
+        cli.main(half + ["--batch-size", "16"])
     with pytest.raises(SystemExit, match="--ratio cannot be used with --tolerance"):
         cli.main(half + ["--tolerance", "0.1", "--data", data])
     (tmp_path / "other.json").write_text('{"rounds": []}')

@@ -94,6 +94,16 @@ def test_the_loop_fine_tunes_with_a_cosine_on_a_sequential_model():
     )
 
 
+@pytest.mark.parametrize("batch_size, steps", [(None, 2), (10, 4)])
+def test_the_loop_fine_tunes_at_the_batch_size_it_is_given(batch_size, steps):
+    """40 samples: 4 steps an epoch at batch_size=10, Keras' 32 gives 2."""
+    model, (x, y) = _sequential(), _data(40)
+    small, _ = kprune.Staged([("l1", 1)], flops=0.5, metric=lambda m: 1.0).run(
+        model, (x, y), epochs=1, verbose=0, batch_size=batch_size
+    )
+    assert int(keras.ops.convert_to_numpy(small.optimizer.iterations)) == steps
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -104,10 +114,18 @@ def test_the_loop_fine_tunes_with_a_cosine_on_a_sequential_model():
         ({"learning_rate": "1e-3"}, "learning_rate must be a number > 0"),
         ({"learning_rate": 1e-3, "fine_tune_fn": lambda m: None}, "would ignore"),
         ({"lr_schedule": "cosine", "fine_tune_fn": lambda m: None}, "would ignore"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"batch_size": 16.0}, "batch_size must be an int >= 1"),
+        ({"batch_size": True}, "batch_size must be an int >= 1"),
+        ({"batch_size": 8, "fine_tune_fn": lambda m: None}, "would ignore"),
+        ({"batch_size": 8, "fine_tune_epochs": 0}, "there is none to do"),
+        ({"batch_size": 8, "dataset": True}, "batched already"),
     ],
 )
 def test_bad_fine_tuning_settings_raise_before_anything_is_pruned(kwargs, message):
     model, data = _sequential(), _data(8)
+    if kwargs.pop("dataset", False):
+        data = tf.data.Dataset.from_tensor_slices(data).batch(4)
     before = models.weights_of(model)
     with pytest.raises(ValueError, match=message):
         kprune.prune_to_tolerance(model, data, data, verbose=0, **kwargs)
@@ -122,6 +140,8 @@ def test_bad_fine_tuning_settings_raise_before_anything_is_pruned(kwargs, messag
         ({"lr_schedule": "cosine", "epochs": 0}, "there is none to do"),
         ({"learning_rate": 1e-3, "epochs": 0}, "there is none to do"),
         ({"learning_rate": -1.0}, "learning_rate must be a number > 0"),
+        ({"batch_size": -8}, "batch_size must be an int >= 1"),
+        ({"batch_size": 8, "epochs": 0}, "there is none to do"),
     ],
 )
 def test_sweep_checks_its_fine_tuning_settings(kwargs, message):

@@ -76,6 +76,7 @@ TOLERANCE_ONLY = (
     "max_rounds",
     "lr",
     "lr_schedule",
+    "batch_size",
     "report",
     "html",
     "bench",
@@ -178,6 +179,7 @@ def _prune_to_tolerance(args) -> int:
         max_rounds=20 if args.max_rounds is None else args.max_rounds,
         fine_tune_epochs=1 if args.epochs is None else args.epochs,
         lr_schedule=args.lr_schedule or "constant",
+        batch_size=args.batch_size,
         scope=args.scope,
         min_channels=args.min_channels,
         round_to=args.round_to,
@@ -309,6 +311,7 @@ def _tolerance_options(prune) -> None:
         help="keep --lr through each round's fine-tuning (constant, the "
         "default) or decay it to 0 along a cosine",
     )
+    tol.add_argument("--batch-size", type=int, help="fine-tuning batch (32)")
     tol.add_argument("--report", help="write the run as JSON here")
     tol.add_argument("--html", help="write an HTML report here")
     tol.add_argument("--bench", action="store_true", help="time both in LiteRT")

@@ -25,6 +25,7 @@ METHODS = (
     "staged",
     "staged_comp",
     "importance",
+    "importance_fold",
     "importance_rounds",
     "callback_importance",
     "callback_l1",
@@ -32,7 +33,7 @@ METHODS = (
 #: The channels every group keeps in `l1_floor` (global L1 with `min_channels`).
 FLOOR = 3
 #: The methods that read the wrapped model's multipliers.
-WRAPPED = ("importance", "importance_rounds")
+WRAPPED = ("importance", "importance_fold", "importance_rounds")
 
 
 @keras.saving.register_keras_serializable(package="kprune_benchmarks")
@@ -154,6 +155,11 @@ class Harness:
             small = self.staged(model, stages, target, tune, teacher, compensate=comp)
         elif method == "importance":
             small = self.one_shot(wrapped, "importance", target, tune, teacher)
+        elif method == "importance_fold":
+            plan = kprune.plan(wrapped, "importance", flops=target)
+            small = kprune.unwrap(kprune.shrink(wrapped, plan))
+            kprune.recalibrate(small, self.data[0])
+            small = self.fit(small, tune, teacher, tuning=(0, tune))
         elif method == "importance_rounds":
             small = self.staged(wrapped, [("importance", 3)], target, tune, teacher)
         else:

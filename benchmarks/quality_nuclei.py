@@ -21,6 +21,9 @@ constant or `--tune-schedule cosine`) in all:
   `TUNE/3` epochs after each round, without / with similarity compensation;
 - `importance`: one plan by |multiplier| on the wrapped model, shrink (it stays
   wrapped, the multipliers keep training), recalibrate, fine-tune, unwrap;
+  `importance_fold`: the same plan, but the shrunk model is unwrapped (the
+  multipliers folded into the weights) before it is recalibrated and
+  fine-tuned like the L1 ones;
 - `importance_rounds`: `Staged([("importance", 3)], flops=T)` on the wrapped
   model, the multipliers training between rounds;
 - `callback_importance`, `callback_l1`: `PruningCallback(flops=T)` masks the

@@ -95,13 +95,13 @@ def test_quality_nuclei_benchmark(run_benchmark, tmp_path):
 def test_quality_fashion_benchmark(run_benchmark, tmp_path):
     args = ["--seeds", "0", "--targets", "0.5", "--train-size", "128"]
     args += ["--test-size", "256"]
-    args += ["--methods", "l1_global", "importance", "callback_l1"]
+    args += ["--methods", "l1_global", "importance", "importance_fold", "callback_l1"]
     args += ["--distill", "on", "--epochs", "1", "1", "1", "--cache", "c"]
     tuning = ["--tune-lr", "2e-3", "--tune-schedule", "cosine"]
     out = run_benchmark("quality_fashion.py", args + tuning + ["--json", "f.json"])
     assert "accuracy per seed" in out and "loading" not in out
     rows = json.loads((tmp_path / "f.json").read_text())
-    assert len(rows) == 3 and all(0.0 <= r["score"] <= 1.0 for r in rows)
+    assert len(rows) == 4 and all(0.0 <= r["score"] <= 1.0 for r in rows)
     assert {(r["tune_lr"], r["tune_schedule"]) for r in rows} == {(2e-3, "cosine")}
     # A second run loads the trained and the wrapped model instead of training.
     args[args.index("callback_l1")] = "l1_layer"

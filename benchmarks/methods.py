@@ -25,7 +25,9 @@ METHODS = (
     "staged",
     "staged_comp",
     "importance",
+    "importance_global",
     "importance_fold",
+    "importance_l1",
     "importance_rounds",
     "callback_importance",
     "callback_l1",
@@ -33,7 +35,13 @@ METHODS = (
 #: The channels every group keeps in `l1_floor` (global L1 with `min_channels`).
 FLOOR = 3
 #: The methods that read the wrapped model's multipliers.
-WRAPPED = ("importance", "importance_fold", "importance_rounds")
+WRAPPED = (
+    "importance",
+    "importance_global",
+    "importance_fold",
+    "importance_l1",
+    "importance_rounds",
+)
 
 
 @keras.saving.register_keras_serializable(package="kprune_benchmarks")
@@ -108,9 +116,13 @@ class Harness:
         )
         return model
 
-    def one_shot(self, source, criterion, target, tune, teacher, **options):
+    def one_shot(self, source, criterion, target, tune, teacher, fold=False, **options):
+        """One plan, shrink (then `kprune.unwrap` when `fold`), recalibration,
+        all of the budget."""
         plan = kprune.plan(source, criterion, flops=target, **options)
         small = kprune.shrink(source, plan)
+        if fold:
+            small = kprune.unwrap(small)
         kprune.recalibrate(small, self.data[0])
         return self.fit(small, tune, teacher, tuning=(0, tune))
 
@@ -153,13 +165,16 @@ class Harness:
         elif method in ("staged", "staged_comp"):
             stages, comp = [("l1", 1), ("similarity", 2)], method == "staged_comp"
             small = self.staged(model, stages, target, tune, teacher, compensate=comp)
-        elif method == "importance":
-            small = self.one_shot(wrapped, "importance", target, tune, teacher)
+        elif method in ("importance", "importance_global"):
+            scope = "global" if method.endswith("global") else "layer"
+            small = self.one_shot(
+                wrapped, "importance", target, tune, teacher, scope=scope
+            )
         elif method == "importance_fold":
-            plan = kprune.plan(wrapped, "importance", flops=target)
-            small = kprune.unwrap(kprune.shrink(wrapped, plan))
-            kprune.recalibrate(small, self.data[0])
-            small = self.fit(small, tune, teacher, tuning=(0, tune))
+            small = self.one_shot(wrapped, "importance", target, tune, teacher, True)
+        elif method == "importance_l1":  # L1 of the filters times their multipliers
+            folded = kprune.unwrap(wrapped)
+            small = self.one_shot(folded, "l1", target, tune, teacher, scope="global")
         elif method == "importance_rounds":
             small = self.staged(wrapped, [("importance", 3)], target, tune, teacher)
         else:

@@ -19,11 +19,15 @@ constant or `--tune-schedule cosine`) in all:
   `min_channels=3`, so that no layer is cut below 3 channels;
 - `staged`, `staged_comp`: `Staged([("l1", 1), ("similarity", 2)], flops=T)`,
   `TUNE/3` epochs after each round, without / with similarity compensation;
-- `importance`: one plan by |multiplier| on the wrapped model, shrink (it stays
+- `importance`: one plan by |multiplier| on the wrapped model (kprune's
+  default `scope="layer"`, as `l1_layer`; `importance_global` plans with
+  `scope="global"`, as `l1_global`), shrink (it stays
   wrapped, the multipliers keep training), recalibrate, fine-tune, unwrap;
   `importance_fold`: the same plan, but the shrunk model is unwrapped (the
   multipliers folded into the weights) before it is recalibrated and
-  fine-tuned like the L1 ones;
+  fine-tuned like the L1 ones; `importance_l1`: global L1 on the unwrapped
+  model, whose filters carry their multipliers (without BatchNorm, where the
+  multipliers fold into the filters: |multiplier| x filter L1);
 - `importance_rounds`: `Staged([("importance", 3)], flops=T)` on the wrapped
   model, the multipliers training between rounds;
 - `callback_importance`, `callback_l1`: `PruningCallback(flops=T)` masks the

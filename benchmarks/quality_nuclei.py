@@ -128,8 +128,15 @@ def run_seed(seed, args) -> list[dict]:
             wrapped = harness.compile_model(
                 kprune.wrap(model, init=init, regularizer=1e-4)
             )
+            phase = None  # Adam 1e-2, learn_importance's default
+            if args.phase_sgd:
+                phase = keras.optimizers.SGD(args.phase_sgd, momentum=0.9)
             kprune.learn_importance(
-                wrapped, harness.data, wrap_epochs, batch_size=harness.batch
+                wrapped,
+                harness.data,
+                wrap_epochs,
+                batch_size=harness.batch,
+                optimizer=phase,
             )
             # Methods that do not read multipliers run once, with the first init.
             methods = [m for m in args.methods if m in WRAPPED or init == args.inits[0]]
@@ -154,6 +161,7 @@ def run_seed(seed, args) -> list[dict]:
                         "unpruned": base["dice"],
                         "tune_lr": args.tune_lr,
                         "tune_schedule": args.tune_schedule,
+                        "phase_sgd": args.phase_sgd,
                     }
                 )
                 print(_line(rows[-1]), flush=True)
@@ -188,6 +196,13 @@ def main(argv=None):
         default=["ones"],
         choices=kprune.wrapping.INITS,
         help="kprune.wrap inits to compare (the importance methods run per init)",
+    )
+    parser.add_argument(
+        "--phase-sgd",
+        type=float,
+        metavar="LR",
+        help="train the multipliers with SGD(LR, momentum 0.9) instead of "
+        "learn_importance's Adam 1e-2",
     )
     parser.add_argument(
         "--loss",

@@ -30,10 +30,11 @@ def learn_importance(
     wrapped: keras.Model,
     train_data,
     epochs: int = 2,
-    learning_rate: float = 1e-2,
+    learning_rate: float | None = None,
     batch_size: int | None = None,
     verbose: int = 0,
     penalty: float | None = 1e-2,
+    optimizer: keras.optimizers.Optimizer | None = None,
 ) -> keras.Model:
     """Train only the importance multipliers of `wrapped`, in place.
 
@@ -42,9 +43,9 @@ def learn_importance(
             `wrap` a `regularizer` for the L1 pull).
         train_data: `(x, y)` or a `tf.data.Dataset`, as for `fit`.
         epochs: epochs of the phase.
-        learning_rate: of the Adam optimizer the phase uses (ten times a
-            usual fine-tuning rate: the multipliers must move far enough to
-            rank).
+        learning_rate: of the Adam optimizer the phase uses, default 1e-2
+            (ten times a usual fine-tuning rate: the multipliers must move
+            far enough to rank).
         batch_size: for `(x, y)` data (default Keras' 32).
         verbose: passed to `fit`.
         penalty: the L1 weight on the multipliers during the phase (it
@@ -52,6 +53,11 @@ def learn_importance(
             keeps `wrap`'s. Strong enough that only the multipliers the task
             needs resist it: on the nuclei U-Net at 5% of its MACs, 1e-2 held
             in 2 seeds of 2 where 1e-3 and 1e-4 collapsed in one.
+        optimizer: a fresh Keras optimizer for the phase instead of Adam
+            (e.g. `keras.optimizers.SGD(1.0, momentum=0.9)`, whose steps
+            follow the size of each multiplier's gradient where Adam's are
+            about its rate for every multiplier); then set the rate on it,
+            not with `learning_rate`.
 
     Returns:
         `wrapped`, its multipliers trained. Every other weight, the
@@ -69,8 +75,7 @@ def learn_importance(
     require_compiled(wrapped, "learn_importance")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1; got {epochs!r}")
-    if not isinstance(learning_rate, (int, float)) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0; got {learning_rate!r}")
+    optimizer = _phase_optimizer(optimizer, learning_rate)
     if penalty is not None and (
         isinstance(penalty, bool)
         or not isinstance(penalty, (int, float))
@@ -87,7 +92,7 @@ def learn_importance(
             for variable in multipliers:
                 variable.regularizer = keras.regularizers.L1(float(penalty))
         wrapped.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=optimizer,
             loss=wrapped.loss,
             metrics=None,
         )
@@ -105,6 +110,25 @@ def learn_importance(
             layer.trainable = flags.get(id(layer), layer.trainable)
         compile_like(wrapped, settings, same_variables=True)
     return wrapped
+
+
+def _phase_optimizer(optimizer, learning_rate):
+    """The phase's optimizer: `optimizer`, or Adam at `learning_rate` (1e-2)."""
+    if optimizer is not None:
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "optimizer must be a Keras optimizer, e.g. "
+                f"keras.optimizers.SGD(1.0, momentum=0.9); got {optimizer!r}"
+            )
+        if learning_rate is not None:
+            raise ValueError(
+                "give the rate to the optimizer you pass, not learning_rate="
+            )
+        return optimizer
+    rate = 1e-2 if learning_rate is None else learning_rate
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
+        raise ValueError(f"learning_rate must be > 0; got {learning_rate!r}")
+    return keras.optimizers.Adam(rate)
 
 
 def _freeze_all_but_multipliers(model: keras.Model) -> None:

@@ -80,6 +80,30 @@ def test_bad_arguments():
         kprune.learn_importance(wrapped, data, learning_rate=0)
     with pytest.raises(ValueError, match="penalty must be"):
         kprune.learn_importance(wrapped, data, penalty=-1)
+    with pytest.raises(TypeError, match="optimizer must be a Keras optimizer"):
+        kprune.learn_importance(wrapped, data, optimizer="sgd")
+    with pytest.raises(ValueError, match="give the rate to the optimizer"):
+        sgd = keras.optimizers.SGD(1.0)
+        kprune.learn_importance(wrapped, data, learning_rate=1e-2, optimizer=sgd)
+    assert isinstance(wrapped.optimizer, keras.optimizers.Adam)  # untouched
+
+
+def test_the_phase_can_train_with_another_optimizer():
+    """SGD's steps follow each multiplier's gradient, Adam's are about its rate
+    whatever the gradient: the two phases end with different multipliers, and
+    the model's own optimizer comes back after either."""
+    model, data = planted()
+    scales = {}
+    for name, optimizer in (("adam", None), ("sgd", keras.optimizers.SGD(5.0))):
+        wrapped = kprune.wrap(model, regularizer=1e-3)
+        wrapped.compile(keras.optimizers.RMSprop(1e-3), "mse")
+        kprune.learn_importance(
+            wrapped, data, epochs=4, batch_size=32, optimizer=optimizer
+        )
+        scales[name] = kprune.layers.wrapped_layers(wrapped)[0].scale()
+        assert isinstance(wrapped.optimizer, keras.optimizers.RMSprop)
+    assert scales["sgd"][4:].max() < 0.5 * scales["sgd"][:4].min(), scales["sgd"]
+    assert not np.allclose(scales["sgd"], scales["adam"], atol=1e-3)
 
 
 def test_the_phase_penalty_replaces_the_wraps_for_its_duration():

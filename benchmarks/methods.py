@@ -20,6 +20,7 @@ from kprune.report import format_table
 
 METHODS = (
     "l1_global",
+    "l1_repeat",
     "l1_layer",
     "l1_floor",
     "staged",
@@ -32,6 +33,9 @@ METHODS = (
     "callback_importance",
     "callback_l1",
 )
+#: `l1_repeat` fine-tunes `l1_global`'s plan under the seed plus this: how far
+#: one plan's score moves with the fine-tuning's randomness alone.
+REPEAT_OFFSET = 1000
 #: The channels every group keeps in `l1_floor` (global L1 with `min_channels`).
 FLOOR = 3
 #: The methods that read the wrapped model's multipliers.
@@ -42,6 +46,12 @@ WRAPPED = (
     "importance_l1",
     "importance_rounds",
 )
+
+
+def method_seed(method: str, seed: int) -> int:
+    """The random seed a method prunes and fine-tunes under (set just before
+    `Harness.prune`): the run's seed, but another one for `l1_repeat`."""
+    return seed + REPEAT_OFFSET if method == "l1_repeat" else seed
 
 
 @keras.saving.register_keras_serializable(package="kprune_benchmarks")
@@ -155,8 +165,8 @@ class Harness:
 
     def prune(self, method, model, wrapped, target, tune, teacher=None):
         """The pruned, fine-tuned (and unwrapped) model of one method."""
-        if method in ("l1_global", "l1_layer"):
-            scope = method.split("_")[1]
+        if method in ("l1_global", "l1_layer", "l1_repeat"):
+            scope = "layer" if method == "l1_layer" else "global"
             small = self.one_shot(model, "l1", target, tune, teacher, scope=scope)
         elif method == "l1_floor":
             small = self.one_shot(

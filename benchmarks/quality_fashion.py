@@ -38,7 +38,7 @@ from common import (  # noqa: E402
     parse_args,
     write_json,
 )
-from methods import METHODS, WRAPPED, Harness, name, results_table  # noqa: E402
+from methods import METHODS, WRAPPED, Harness, method_seed, name, results_table  # noqa: E402
 
 import kprune  # noqa: E402
 
@@ -127,7 +127,7 @@ def run_seed(seed, args) -> list[dict]:
             wrapped = cached(
                 stem and f"{stem}_wrap{wrap_epochs}.keras", wrapped_after_phase
             )
-        keras.utils.set_random_seed(seed)
+        keras.utils.set_random_seed(method_seed(method, seed))
         teacher = model if distilled else None
         small = harness.prune(method, model, wrapped, target, tune, teacher)
         rows.append(

@@ -15,7 +15,9 @@ gets the same `TUNE` epochs of fine-tuning (Adam, `--tune-lr`, default 1e-3,
 constant or `--tune-schedule cosine`) in all:
 
 - `l1_global`, `l1_layer`: one plan, `scope="global"` / `"layer"`, shrink,
-  BatchNorm recalibration, fine-tune; `l1_floor`: `l1_global` with
+  BatchNorm recalibration, fine-tune; `l1_repeat`: `l1_global` again under
+  another random seed (the same plan, another fine-tuning: the noise of one
+  cell); `l1_floor`: `l1_global` with
   `min_channels=3`, so that no layer is cut below 3 channels;
 - `staged`, `staged_comp`: `Staged([("l1", 1), ("similarity", 2)], flops=T)`,
   `TUNE/3` epochs after each round, without / with similarity compensation;
@@ -54,7 +56,7 @@ from common import (  # noqa: E402
     parse_args,
     write_json,
 )
-from methods import METHODS, WRAPPED, Harness, name, results_table  # noqa: E402
+from methods import METHODS, WRAPPED, Harness, method_seed, name, results_table  # noqa: E402
 
 import kprune  # noqa: E402
 
@@ -145,7 +147,7 @@ def run_seed(seed, args) -> list[dict]:
             ):
                 if distilled and method not in distilled_methods:
                     continue
-                keras.utils.set_random_seed(seed)
+                keras.utils.set_random_seed(method_seed(method, seed))
                 teacher = model if distilled else None
                 small = harness.prune(method, model, wrapped, target, tune, teacher)
                 rows.append(

@@ -104,11 +104,13 @@ def test_quality_fashion_benchmark(run_benchmark, tmp_path):
     assert len(rows) == 4 and all(0.0 <= r["score"] <= 1.0 for r in rows)
     assert {(r["tune_lr"], r["tune_schedule"]) for r in rows} == {(2e-3, "cosine")}
     # A second run loads the trained and the wrapped model instead of training.
-    args[args.index("callback_l1")] = "l1_layer"
+    args[args.index("callback_l1")] = "l1_repeat"
     out = run_benchmark("quality_fashion.py", args + ["--json", "g.json"])
     assert out.count("loading c/vgg_style_seed0_train1_n128") == 2
     again = json.loads((tmp_path / "g.json").read_text())
     assert again[0]["unpruned"] == rows[0]["unpruned"]
+    # l1_repeat: l1_global's plan, fine-tuned under another seed.
+    assert again[-1]["macs_kept"] == rows[0]["macs_kept"]
 
 
 @pytest.mark.slow

@@ -211,3 +211,29 @@ def results_table(rows, title, score="Dice", group=("arch",)) -> str:
     ]  # fmt: skip
     header = [*group, "MACs kept", "method", "distill", f"{score} per seed", "worst"]
     return format_table(header, body, title=title)
+
+
+def paired_table(rows, reference="l1_global", group=("arch",)) -> str:
+    """Each method's score minus `reference`'s in the same seed (and group,
+    target, distillation): the mean, the worst and best seed, and in how many
+    seeds it is at least as good. `l1_repeat`'s row is the noise of one cell:
+    the reference's own plan fine-tuned again under another seed."""
+    scores: dict = {}
+    for r in rows:
+        key = (*(r[k] for k in group), r["target"], r["distill"])
+        scores.setdefault(key, {}).setdefault(name(r), {})[r["seed"]] = r["score"]
+    body = []
+    for key, methods in scores.items():
+        base = methods.get(reference, {})
+        for method, by_seed in methods.items():
+            diffs = [v - base[s] for s, v in by_seed.items() if s in base]
+            if method == reference or not diffs:
+                continue
+            body.append(
+                (*key[:-2], f"{key[-2]:.0%}", method, "yes" if key[-1] else "no",
+                 f"{sum(diffs) / len(diffs):+.3f}", f"{min(diffs):+.3f}",
+                 f"{max(diffs):+.3f}", f"{sum(d >= 0 for d in diffs)} of {len(diffs)}")
+            )  # fmt: skip
+    header = [*group, "MACs kept", "method", "distill", "mean", "worst", "best"]
+    header.append(f">= {reference}")
+    return format_table(header, body, title=f"minus {reference}, seed by seed")

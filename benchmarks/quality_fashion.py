@@ -38,7 +38,15 @@ from common import (  # noqa: E402
     parse_args,
     write_json,
 )
-from methods import METHODS, WRAPPED, Harness, method_seed, name, results_table  # noqa: E402
+from methods import (  # noqa: E402
+    METHODS,
+    WRAPPED,
+    Harness,
+    method_seed,
+    name,
+    paired_table,
+    results_table,
+)
 
 import kprune  # noqa: E402
 
@@ -187,6 +195,8 @@ def main(argv=None):
         f"({seconds:.0f} s)"
     )
     print(results_table(rows, title, score="accuracy", group=()))
+    if "l1_global" in args.methods and len(args.methods) > 1:
+        print(paired_table(rows, group=()))
     write_json(args.json, rows)
     return rows
 

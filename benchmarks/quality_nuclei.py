@@ -56,7 +56,15 @@ from common import (  # noqa: E402
     parse_args,
     write_json,
 )
-from methods import METHODS, WRAPPED, Harness, method_seed, name, results_table  # noqa: E402
+from methods import (  # noqa: E402
+    METHODS,
+    WRAPPED,
+    Harness,
+    method_seed,
+    name,
+    paired_table,
+    results_table,
+)
 
 import kprune  # noqa: E402
 
@@ -226,6 +234,8 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     title = f"nuclei, {args.epochs[2]} epochs of fine-tuning ({seconds:.0f} s)"
     print(results_table(rows, title))
+    if "l1_global" in args.methods and len(args.methods) > 1:
+        print(paired_table(rows))
     write_json(args.json, rows)
     return rows
 

@@ -100,6 +100,7 @@ def test_quality_fashion_benchmark(run_benchmark, tmp_path):
     tuning = ["--tune-lr", "2e-3", "--tune-schedule", "cosine"]
     out = run_benchmark("quality_fashion.py", args + tuning + ["--json", "f.json"])
     assert "accuracy per seed" in out and "loading" not in out
+    assert "minus l1_global, seed by seed" in out
     rows = json.loads((tmp_path / "f.json").read_text())
     assert len(rows) == 4 and all(0.0 <= r["score"] <= 1.0 for r in rows)
     assert {(r["tune_lr"], r["tune_schedule"]) for r in rows} == {(2e-3, "cosine")}
@@ -234,3 +235,21 @@ def test_each_method_fine_tunes_on_one_cosine_at_the_harness_batch(monkeypatch):
     rates = [r for *_, r in fits]
     assert rates == sorted(rates, reverse=True) and rates[0] == pytest.approx(1e-3)
     assert steps == [4, 4, 4, 4]  # 40 samples at the harness's 10 (Keras: 32)
+
+
+def test_paired_table_compares_each_seed_with_the_reference(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    methods = importlib.import_module("methods")
+    scores = {"l1_global": (0.9, 0.8), "importance": (0.95, 0.7), "l1_repeat": (0.9,)}
+    rows = [
+        {"arch": "unet", "seed": seed, "target": 0.02, "distill": False,
+         "method": method, "score": score}
+        for method, values in scores.items()
+        for seed, score in enumerate(values)
+    ]  # fmt: skip
+    lines = methods.paired_table(rows).splitlines()
+    (importance,) = [line for line in lines if "importance" in line]
+    assert importance.split()[-6:] == ["-0.025", "-0.100", "+0.050", "1", "of", "2"]
+    (repeat,) = [line for line in lines if "l1_repeat" in line]
+    assert repeat.split()[-6:] == ["+0.000", "+0.000", "+0.000", "1", "of", "1"]
+    assert not [line for line in lines[3:] if "l1_global" in line]

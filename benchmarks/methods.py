@@ -237,3 +237,12 @@ def paired_table(rows, reference="l1_global", group=("arch",)) -> str:
     header = [*group, "MACs kept", "method", "distill", "mean", "worst", "best"]
     header.append(f">= {reference}")
     return format_table(header, body, title=f"minus {reference}, seed by seed")
+
+
+def print_tables(rows, title, score="Dice", group=("arch",)) -> None:
+    """Print `results_table`, then `paired_table` when global L1 and another
+    method ran."""
+    print(results_table(rows, title, score, group))
+    methods = {r["method"] for r in rows}
+    if "l1_global" in methods and len(methods) > 1:
+        print(paired_table(rows, group=group))

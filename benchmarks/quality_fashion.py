@@ -38,15 +38,7 @@ from common import (  # noqa: E402
     parse_args,
     write_json,
 )
-from methods import (  # noqa: E402
-    METHODS,
-    WRAPPED,
-    Harness,
-    method_seed,
-    name,
-    paired_table,
-    results_table,
-)
+from methods import METHODS, WRAPPED, Harness, method_seed, name, print_tables  # noqa: E402
 
 import kprune  # noqa: E402
 
@@ -194,9 +186,7 @@ def main(argv=None):
         f"Fashion-MNIST test accuracy, {args.epochs[2]} epochs of fine-tuning "
         f"({seconds:.0f} s)"
     )
-    print(results_table(rows, title, score="accuracy", group=()))
-    if "l1_global" in args.methods and len(args.methods) > 1:
-        print(paired_table(rows, group=()))
+    print_tables(rows, title, score="accuracy", group=())
     write_json(args.json, rows)
     return rows
 

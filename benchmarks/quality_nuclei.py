@@ -56,15 +56,7 @@ from common import (  # noqa: E402
     parse_args,
     write_json,
 )
-from methods import (  # noqa: E402
-    METHODS,
-    WRAPPED,
-    Harness,
-    method_seed,
-    name,
-    paired_table,
-    results_table,
-)
+from methods import METHODS, WRAPPED, Harness, method_seed, name, print_tables  # noqa: E402
 
 import kprune  # noqa: E402
 
@@ -233,9 +225,7 @@ def main(argv=None):
     rows = [row for seed in args.seeds for row in run_seed(seed, args)]
     seconds = time.perf_counter() - start
     title = f"nuclei, {args.epochs[2]} epochs of fine-tuning ({seconds:.0f} s)"
-    print(results_table(rows, title))
-    if "l1_global" in args.methods and len(args.methods) > 1:
-        print(paired_table(rows))
+    print_tables(rows, title)
     write_json(args.json, rows)
     return rows
 

@@ -183,8 +183,9 @@ class Harness:
         elif method == "importance_fold":
             small = self.one_shot(wrapped, "importance", target, tune, teacher, True)
         elif method == "importance_l1":  # L1 of the filters times their multipliers
-            folded = kprune.unwrap(wrapped)
-            small = self.one_shot(folded, "l1", target, tune, teacher, scope="global")
+            small = self.one_shot(
+                wrapped, "importance_l1", target, tune, teacher, True, scope="global"
+            )
         elif method == "importance_rounds":
             small = self.staged(wrapped, [("importance", 3)], target, tune, teacher)
         else:

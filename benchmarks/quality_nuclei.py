@@ -27,9 +27,8 @@ constant or `--tune-schedule cosine`) in all:
   wrapped, the multipliers keep training), recalibrate, fine-tune, unwrap;
   `importance_fold`: the same plan, but the shrunk model is unwrapped (the
   multipliers folded into the weights) before it is recalibrated and
-  fine-tuned like the L1 ones; `importance_l1`: global L1 on the unwrapped
-  model, whose filters carry their multipliers (without BatchNorm, where the
-  multipliers fold into the filters: |multiplier| x filter L1);
+  fine-tuned like the L1 ones; `importance_l1`: as `importance_fold`, but
+  planned globally by |multiplier| x filter L1 (`criterion="importance_l1"`);
 - `importance_rounds`: `Staged([("importance", 3)], flops=T)` on the wrapped
   model, the multipliers training between rounds;
 - `callback_importance`, `callback_l1`: `PruningCallback(flops=T)` masks the

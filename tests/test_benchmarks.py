@@ -95,7 +95,7 @@ def test_quality_nuclei_benchmark(run_benchmark, tmp_path):
 def test_quality_fashion_benchmark(run_benchmark, tmp_path):
     args = ["--seeds", "0", "--targets", "0.5", "--train-size", "128"]
     args += ["--test-size", "256"]
-    args += ["--methods", "l1_global", "importance", "importance_fold", "callback_l1"]
+    args += ["--methods", "l1_global", "importance", "importance_l1", "callback_l1"]
     args += ["--distill", "on", "--epochs", "1", "1", "1", "--cache", "c"]
     tuning = ["--tune-lr", "2e-3", "--tune-schedule", "cosine"]
     out = run_benchmark("quality_fashion.py", args + tuning + ["--json", "f.json"])

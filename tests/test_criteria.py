@@ -64,6 +64,27 @@ def test_bn_scale_without_batchnorm_falls_back_and_says_so():
     assert "Notes:" in str(plan)
 
 
+@pytest.mark.parametrize("bn", [False, True])
+def test_importance_l1_ranks_by_multiplier_times_filter_l1(bn):
+    # Channel 1 has the smallest filter, channel 2 the smallest multiplier,
+    # channel 5 the smallest product; on the BatchNorm when there is one.
+    model = conv_relu_conv(bn=bn)
+    norms, multipliers = np.ones(8), np.ones(8, "float32")
+    norms[[1, 2, 5]], multipliers[[1, 2, 5]] = (0.5, 1.6, 0.7), (1.5, 0.4, 0.8)
+    signs = np.sign(np.random.default_rng(0).normal(size=(1, 1, 4, 8)))
+    set_c1(model, (signs * norms).astype("float32"))
+    wrapped = kprune.wrap(model)
+    wrapped.get_layer("bn" if bn else "c1").importance.assign(multipliers)
+    assert first_removed(wrapped, "l1")[0] == 1
+    assert first_removed(wrapped, "importance")[0] == 2
+    assert first_removed(wrapped, "importance_l1")[0] == 5
+
+
+def test_importance_l1_needs_a_wrapped_model():
+    with pytest.raises(ValueError, match="'importance_l1' reads the multipliers"):
+        kprune.plan(conv_relu_conv(), criterion="importance_l1", ratio=0.5)
+
+
 def test_apoz_removes_the_dead_relu_channel():
     model = conv_relu_conv()
     kernel, bias = model.get_layer("c1").get_weights()
@@ -245,6 +266,7 @@ def test_available_criteria_lists_every_method():
         "taylor",
         "apoz",
         "importance",
+        "importance_l1",
         "fpgm",
         "similarity",
         "random",

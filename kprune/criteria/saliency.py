@@ -8,6 +8,7 @@
 * `apoz`: 1 - the average percentage of zeros of the filter's ReLU output
   (Hu et al. 2016, "Network Trimming").
 * `importance`: |importance * mask| of kprune's trainable multipliers.
+* `importance_l1`: the same times the filter's L1 norm.
 * `random`: a baseline.
 """
 
@@ -70,19 +71,41 @@ def bn_scale(group: Group, context: ScoringContext) -> np.ndarray:
     "importance", description="|importance * mask| of kprune.wrap's multipliers"
 )
 def importance(group: Group, context: ScoringContext) -> np.ndarray:
+    parts = _multipliers(group, context, "importance")
+    if not parts:
+        return _l2_fallback(group, context, "no importance multipliers")
+    return context.reduce(parts, group.size)
+
+
+@register_criterion(
+    "importance_l1",
+    description="|multiplier| x filter L1: the filter as the multiplier scales it",
+)
+def importance_l1(group: Group, context: ScoringContext) -> np.ndarray:
+    """The L1 norm of each filter times its multiplier (the channel's
+    multipliers averaged as `importance` does), wherever the multiplier sits:
+    on the convolution, or on the BatchNorm after it."""
+    parts = _multipliers(group, context, "importance_l1")
+    if not parts:
+        context.note(group, "no importance multipliers; scored by filter l1 alone")
+        return l1_norm(group, context)
+    return context.reduce(parts, group.size) * l1_norm(group, context)
+
+
+def _multipliers(group: Group, context: ScoringContext, criterion: str) -> list:
+    """|multiplier| of the group's units, per member that has them; raises
+    when the model has no multipliers at all (it is not wrapped)."""
     parts = []
     for member in group.members:
         multipliers = get_handler(member.layer).multipliers(member.layer)
         if multipliers is not None and member.role in ("out", "through"):
             parts.append(np.abs(multipliers)[member.index].sum(axis=1))
-    if not parts:
-        if not context.cache.setdefault("wrapped", _any_multipliers(context)):
-            raise ValueError(
-                "criterion 'importance' reads the multipliers of a wrapped model: "
-                "call kprune.wrap(model), train it, then plan"
-            )
-        return _l2_fallback(group, context, "no importance multipliers")
-    return context.reduce(parts, group.size)
+    if not parts and not context.cache.setdefault("wrapped", _any_multipliers(context)):
+        raise ValueError(
+            f"criterion {criterion!r} reads the multipliers of a wrapped model: "
+            "call kprune.wrap(model), train it, then plan"
+        )
+    return parts
 
 
 def _any_multipliers(context) -> bool:

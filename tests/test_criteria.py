@@ -80,6 +80,22 @@ def test_importance_l1_ranks_by_multiplier_times_filter_l1(bn):
     assert first_removed(wrapped, "importance_l1")[0] == 5
 
 
+@pytest.mark.parametrize(
+    ("criterion", "fallback"), [("importance", "l2"), ("importance_l1", "l1")]
+)
+def test_importance_criteria_score_unwrapped_groups_by_a_norm_and_say_so(
+    criterion, fallback
+):
+    model = conv_relu_conv()
+    wrapped = kprune.wrap(model, layers=["c2"])  # c1's filters get no multipliers
+    plan = kprune.plan(wrapped, criterion=criterion, ratio=1 / 8)
+    assert (
+        plan.groups["c1"].keep
+        == kprune.plan(model, fallback, ratio=1 / 8).groups["c1"].keep
+    )
+    assert any(n.startswith("c1: no importance multipliers") for n in plan.notes)
+
+
 def test_importance_l1_needs_a_wrapped_model():
     with pytest.raises(ValueError, match="'importance_l1' reads the multipliers"):
         kprune.plan(conv_relu_conv(), criterion="importance_l1", ratio=0.5)

@@ -80,6 +80,24 @@ def test_importance_l1_ranks_by_multiplier_times_filter_l1(bn):
     assert first_removed(wrapped, "importance_l1")[0] == 5
 
 
+def test_importance_l1_without_batchnorm_plans_as_l1_of_the_folded_filters():
+    """Without BatchNorm every multiplier folds into its filter, so the
+    criterion ranks as `l1` on `unwrap(wrapped)`: the benchmark's earlier
+    importance_l1 rows (docs/results.md) measured this ranking."""
+    wrapped = kprune.wrap(conv_relu_conv(filters=16))
+    rng = np.random.default_rng(1)
+    for name in ("c1", "c2"):
+        layer = wrapped.get_layer(name)
+        layer.importance.assign(rng.uniform(0.05, 2.0, layer.importance.shape))
+    ours = kprune.plan(wrapped, "importance_l1", ratio=0.4, scope="global")
+    folded = kprune.plan(kprune.unwrap(wrapped), "l1", ratio=0.4, scope="global")
+    assert ours.to_dict()["groups"] == folded.to_dict()["groups"]
+    assert (
+        ours.to_dict()["groups"]
+        != kprune.plan(wrapped, "l1", ratio=0.4, scope="global").to_dict()["groups"]
+    )
+
+
 @pytest.mark.parametrize(
     ("criterion", "fallback"), [("importance", "l2"), ("importance_l1", "l1")]
 )

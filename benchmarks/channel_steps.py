@@ -21,12 +21,12 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-from common import add_eager_flag, parse_args, write_json  # noqa: E402
+from common import add_eager_flag, add_json_flag, parse_args, write_json  # noqa: E402
 
-from kprune.latency_costs import detect, probe_counts  # noqa: E402
-from kprune.layerfiles import export  # noqa: E402
-from kprune.litert import benchmark_tflite  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.exporters import benchmark_tflite  # noqa: E402
+from kprune.latency.costs import detect, probe_counts  # noqa: E402
+from kprune.latency.layerfiles import write_tflite  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 LAYERS = {
     "conv3x3": lambda c: keras.layers.Conv2D(c, 3, padding="same"),
@@ -47,7 +47,7 @@ def timed(kind, counts, args) -> dict[int, float]:
         paths = []
         for count in counts:
             path = os.path.join(tmp, f"{kind}_{count}.tflite")
-            export(single(kind, args.size, args.in_channels, count), path)
+            write_tflite(single(kind, args.size, args.in_channels, count), path)
             paths.append(path)
         found = benchmark_tflite(paths, runs=args.runs, warmup=5, verbose=0)
     return {c: t.median_ms for c, t in zip(counts, found)}
@@ -61,7 +61,7 @@ def main(argv=None):
     parser.add_argument("--max", type=int, default=128, help="most channels")
     parser.add_argument("--step", type=int, default=8, help="channels between points")
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    add_json_flag(parser)
     args = parse_args(add_eager_flag(parser), argv)
     counts = list(range(args.step, args.max + 1, args.step))
     rows = []

@@ -7,10 +7,14 @@
 
 The zoo: keras.applications (weights=None), keras_cv backbones, keras_hub
 backbones and task models built from their constructors (skipped when keras_hub
-is not installed), the hand-built test models of tests/models.py, and a
-top-level `keras.Sequential` CNN built with `model.build()`. Nothing downloads.
+is not installed), the U-Net and TernausNet of the nuclei benchmarks, and a
+top-level `keras.Sequential` CNN built with `model.build()` (benchmarks/zoo.py
+and architectures.py, shared with the zoo tests). Nothing downloads. The small
+hand-built models that exercise each graph feature (nested models, shared
+layers, several inputs) are checked by the test suite instead
+(tests/test_graph.py, tests/test_surgery.py).
 
-Each model gets random weights (tests/models.py `randomize`, so BatchNorm
+Each model gets random weights (`zoo.randomize`, so BatchNorm
 statistics are not the identity), then `graph`, `plan(criterion="random",
 ratio=0.3)` and `shrink` run, and the shrunk model is compared with
 `zero_pruned` on random input.
@@ -39,10 +43,8 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import os
 import re
-import sys
 import traceback
 from collections import Counter
 
@@ -50,18 +52,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from surgery_speed import ZOO as SPEED_ZOO  # noqa: E402  (the same applications)
-from surgery_speed import timed  # noqa: E402
+from architectures import NUCLEI_ARCHS  # noqa: E402
+from common import add_eager_flag, add_json_flag, parse_args, timed, write_json  # noqa: E402
+from zoo import (  # noqa: E402
+    ANY,
+    APPLICATIONS,
+    HUB,
+    HUB_ANY_SIZE,
+    keras_cv_backbones,
+    randomize,  # noqa: E402
+)
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from tests import models as test_models  # noqa: E402
-from tests.hub_models import ANY, HUB, HUB_ANY_SIZE  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 KPRUNE_DIR = os.path.dirname(os.path.abspath(kprune.__file__))
 RATIO = 0.3
@@ -69,7 +72,7 @@ TOLERANCE = 1e-4
 ALWAYS_FROZEN = ("model input", "model output")
 QUICK = [
     "Sequential(build)",
-    "test.resnet",
+    "unet",
     "ResNet50",
     "MobileNetV2",
     "cv.ResNet18",
@@ -80,7 +83,7 @@ QUICK = [
 # ------------------------------------------------------------------- the zoo
 A = keras.applications
 APPLICATIONS = {
-    **SPEED_ZOO,
+    **APPLICATIONS,
     "ResNet50V2": (A.ResNet50V2, 64),
     "InceptionResNetV2": (A.InceptionResNetV2, 75),
     "MobileNet": (A.MobileNet, 64),
@@ -114,9 +117,7 @@ def sequential_built():
 
 
 def keras_cv_zoo() -> dict:
-    """The keras_cv backbones of tests/test_zoo.py, plus CSPDarkNet."""
-    from tests.test_zoo import keras_cv_backbones
-
+    """The keras_cv backbones of the zoo tests, plus CSPDarkNet."""
     zoo = dict(keras_cv_backbones())
 
     def csp_darknet():
@@ -168,8 +169,8 @@ def zoo() -> dict:
     for name in HUB_ANY_SIZE:
         build = None if hub_note else (lambda b=HUB[name]: b(ANY))
         entries[f"hub.{name}@any"] = ("keras_hub", build, hub_note)
-    for name, build in test_models.HAND_BUILT.items():
-        entries[f"test.{name}"] = ("tests/models.py", build, "")
+    for name, build in NUCLEI_ARCHS.items():
+        entries[name] = ("benchmarks/architectures.py", build, "")
     entries["Sequential(build)"] = ("keras.Sequential", sequential_built, "")
     return entries
 
@@ -182,9 +183,6 @@ def inputs_for(model, size: int = 64):
         structure = model.input
     except (AttributeError, ValueError):  # a Sequential built with build()
         structure = None
-    known = all(None not in tuple(kt.shape)[1:] for kt in model.inputs)
-    if known and not isinstance(structure, dict):
-        return test_models.inputs_for(model)
     rng = np.random.default_rng(1)
 
     def draw(kt):
@@ -285,7 +283,7 @@ def measure(name: str, family: str, build) -> dict:
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
         model = build()
-        test_models.randomize(model)
+        randomize(model)
         result["params"] = model.count_params()
         stage = "graph"
         t_graph, g = timed(lambda: kprune.graph(model))
@@ -373,8 +371,8 @@ def main(argv=None):
         help="models to run, comma-separated; shell patterns work ('hub.*')",
     )
     parser.add_argument("--quick", action="store_true", help="a small subset")
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
+    add_json_flag(parser)
+    args = parse_args(add_eager_flag(parser), argv)
 
     entries = zoo()
     results = []
@@ -432,10 +430,7 @@ def main(argv=None):
             first = text.splitlines()[0] if text else ""
             print(f"{r['model']}: {f['type']} in {f['stage']}: {first[:160]}")
             print(f"    at {f['frames'][-1] if f['frames'] else '?'}")
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1, default=str)
+    write_json(args.json, results)
     return results
 
 

@@ -19,11 +19,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import architectures  # noqa: E402
 import keras  # noqa: E402
 from common import dice, nuclei_parser, over_seeds, parse_args, write_json  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 METHODS = ("l1", "importance", "bn_scale")
 
@@ -40,7 +41,7 @@ def run_seed(seed: int, flops: float, epochs=(12, 2, 7), crops=512) -> list[dict
     keras.utils.set_random_seed(seed)
     (x, y), (xv, yv) = kprune.datasets.nuclei_tiles(crops=crops, seed=seed)
     target = y[..., None].astype("float32")
-    model = compiled(kprune.zoo.unet((64, 64, 1), base=16, depth=3, classes=1))
+    model = compiled(architectures.unet((64, 64, 1), base=16, depth=3, classes=1))
     model.fit(x, target, batch_size=16, epochs=train_epochs, verbose=0)
     wrapped = compiled(kprune.wrap(model, regularizer=1e-4))
     wrapped.fit(x, target, batch_size=16, epochs=wrapped_epochs, verbose=0)

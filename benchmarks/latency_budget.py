@@ -27,20 +27,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-from common import add_eager_flag, parse_args, write_json  # noqa: E402
-from tflite_speedup import MODELS as SPEEDUP_MODELS  # noqa: E402
+from architectures import SPEEDUP_MODELS  # noqa: E402
+from common import (  # noqa: E402
+    add_eager_flag,
+    add_json_flag,
+    flops_plan_at_measured,
+    parse_args,
+    timed_shares,
+    write_json,
+)
 
 import kprune  # noqa: E402
-from kprune.choosing import BudgetUnreachable  # noqa: E402
-from kprune.latency import _fit_scale  # noqa: E402
-from kprune.layerfiles import export  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.latency.table import fit_scale  # noqa: E402
+from kprune.planning.choosing import BudgetUnreachable  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 
 def small_cnn():
@@ -59,52 +64,13 @@ MODELS = {**SPEEDUP_MODELS, "small_cnn": small_cnn}
 DEFAULT_MODELS = ["mobilenetv2", "unet", "resnet50"]
 
 
-def timed_shares(models: list, runs: int, quantize=None, exported=()) -> list[float]:
-    """Median LiteRT milliseconds of every model, exported as `quantize` and
-    timed together (runs interleaved), after the `.tflite` files `exported`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = list(exported)
-        for index, m in enumerate(models):
-            paths.append(export(m, os.path.join(tmp, f"m{index}.tflite"), quantize))
-        timed = kprune.benchmark_tflite(paths, runs=runs, verbose=0)
-        return [t.median_ms for t in timed]
-
-
-def flops_plan_at_measured(model, share, runs, quantize=None, probes=5):
-    """The FLOPs plan whose *measured* latency is closest to `share` of the
-    dense model's, and the measured share it got. Each probe is timed with
-    the dense model; the next `flops=` is interpolated between the nearest
-    probes on either side of `share` (no pruning keeps all the latency, and
-    the bracket starts as if none were kept at no FLOPs)."""
-    graph = kprune.graph(model)
-    below, above, best = (0.0, 0.0), (1.0, 1.0), None  # (flops, measured share)
-    with tempfile.TemporaryDirectory() as tmp:
-        dense = export(model, os.path.join(tmp, "dense.tflite"), quantize)
-        for _ in range(probes):
-            (f0, s0), (f1, s1) = below, above
-            flops = f0 + (share - s0) * (f1 - f0) / max(s1 - s0, 1e-9)
-            # Stay inside the bracket, away from its ends, so it always shrinks.
-            flops = min(max(flops, f0 + 0.1 * (f1 - f0)), f1 - 0.1 * (f1 - f0))
-            plan = kprune.plan(model, flops=max(flops, 0.01), graph=graph)
-            small = kprune.shrink(model, plan)
-            dense_ms, ms = timed_shares([small], runs, quantize, exported=[dense])
-            got = ms / dense_ms
-            if best is None or abs(got - share) < abs(best[1] - share):
-                best = (plan, got)
-            if got > share:
-                above = (flops, got)
-            else:
-                below = (flops, got)
-    return best
-
-
 def flops_plan_with_channels(model, channels: int, probes: int = 14):
     """The FLOPs plan that keeps closest to `channels` channels (bisection)."""
     graph = kprune.graph(model)
     low, high, best = 0.01, 1.0, None
     for _ in range(probes):
         mid = (low + high) / 2
-        plan = kprune.plan(model, flops=mid, graph=graph)
+        plan = kprune.plan(graph, flops=mid)
         if best is None or abs(plan.channels_after - channels) < abs(
             best.channels_after - channels
         ):
@@ -139,9 +105,9 @@ def stepless(table):
     costs = {k: dataclasses.replace(c, step=1) for k, c in table.costs.items()}
     flat = dataclasses.replace(table, costs=costs, steps={})
     points = [
-        {**p, "layers_ms": flat._layers_ms(p["channels"])} for p in table.calibration
+        {**p, "layers_ms": flat.layers_ms(p["channels"])} for p in table.calibration
     ]
-    flat.scale = _fit_scale(points)
+    flat.scale = fit_scale(points)
     flat.overhead_ms = flat.dense_ms - flat.scale * points[0]["layers_ms"]
     flat.calibration = points
     return flat
@@ -235,7 +201,7 @@ def main(argv=None):
     parser.add_argument(
         "--tries", type=int, default=3, help="most tries of kprune.plan_measured"
     )
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    add_json_flag(parser)
     args = parse_args(add_eager_flag(parser), argv)
     rows = []
     for quantize in args.quantize:

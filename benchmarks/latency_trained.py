@@ -30,11 +30,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import add_eager_flag, parse_args, write_json  # noqa: E402
-from latency_budget import flops_plan_at_measured, timed_shares  # noqa: E402
+from common import (  # noqa: E402
+    add_eager_flag,
+    add_json_flag,
+    flops_plan_at_measured,
+    parse_args,
+    timed_shares,
+    write_json,
+)
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 
 def images(x, size: int = 64) -> np.ndarray:
@@ -148,7 +154,7 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--probes", type=int, default=5)
     parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    add_json_flag(parser)
     args = parse_args(add_eager_flag(parser), argv)
     start = time.perf_counter()
     rows = [row for seed in args.seeds for row in run_seed(seed, args)]

@@ -3,20 +3,18 @@
 `Harness(data, compile_model, batch)` holds the training data, how to compile
 a model for it, and the fine-tuning rate; `Harness.prune(method, ...)` prunes a
 trained model to a share of its MACs by one of `METHODS` and fine-tunes it for
-`tune` epochs in all, optionally learning from a teacher (`kprune.Distiller`).
-Every method fine-tunes through `Harness.fit`: the same batch size, and with
-the cosine schedule one cosine over the whole budget, however many fits (the
-rounds of `Staged`, the callback's two phases) the method splits it into.
+`tune` epochs in all, optionally learning from a teacher (`kprune.Distillation`).
+Every method fine-tunes with kprune's own `FineTune` (or, for the callback's
+two phases, through `Harness.fit` and kprune's `CosineRate`): the same batch
+size, and with the cosine schedule one cosine over the whole budget, however
+many fits (the rounds of `Staged`, the callback's two phases) the method
+splits it into.
 """
 
 from __future__ import annotations
 
-import math
-
-import keras
-
 import kprune
-from kprune.report import format_table
+from kprune.results import format_table
 
 METHODS = (
     "l1_global",
@@ -54,31 +52,16 @@ def method_seed(method: str, seed: int) -> int:
     return seed + REPEAT_OFFSET if method == "l1_repeat" else seed
 
 
-@keras.saving.register_keras_serializable(package="kprune_benchmarks")
-class CosineSlice(keras.optimizers.schedules.LearningRateSchedule):
-    """A half cosine from `rate` to 0 over `total` steps, entered at step
-    `offset`: consecutive fits of one budget follow one cosine together.
-    (Registered so that kprune can recompile a shrunk model as it was.)"""
-
-    def __init__(self, rate: float, total: int, offset: int = 0):
-        self.rate, self.total, self.offset = rate, total, offset
-
-    def __call__(self, step):
-        done = keras.ops.cast(step, "float32") + self.offset
-        progress = keras.ops.minimum(done / self.total, 1.0)
-        return self.rate * 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
-
-    def get_config(self):
-        return {"rate": self.rate, "total": self.total, "offset": self.offset}
-
-
 class Harness:
     """Training data, compile settings, batch size and fine-tuning rate shared
     by every method.
 
     `compile_model(model, rate=None)` compiles `model` (at its default rate
-    when `rate` is None). After pruning, every fit runs at `tune_lr`, constant
-    or (`schedule="cosine"`) decaying to 0 over the method's whole budget.
+    when `rate` is None). After pruning, every method fine-tunes through
+    kprune's own loop and schedule (`kprune.FineTune`, `kprune.fine_tune`,
+    `Staged.run`, `kprune.loops.CosineRate`) at `tune_lr`, constant or
+    (`schedule="cosine"`) decaying to 0 along one cosine over the method's
+    whole budget, however many fits it is split into.
     """
 
     def __init__(
@@ -91,32 +74,45 @@ class Harness:
         schedule: str = "constant",
     ):
         self.data, self.compile_model, self.batch = data, compile_model, batch
-        self.outputs = outputs  # what the Distiller compares (kprune.Distiller)
+        self.outputs = outputs  # what distillation compares (kprune.Distillation)
         self.tune_lr, self.schedule = tune_lr, schedule
 
-    def rate(self, start: int, total: int):
-        """The rate of a fine-tuning fit that starts `start` epochs into a
-        budget of `total` epochs."""
-        if self.schedule == "constant":
-            return self.tune_lr
-        steps = math.ceil(len(self.data[0]) / self.batch)
-        return CosineSlice(self.tune_lr, total * steps, start * steps)
+    def tuning(self, epochs: int, teacher=None, final: int = 0) -> kprune.FineTune:
+        """The `FineTune` of a method: `epochs` after each shrink and `final`
+        after the last, on one cosine over both with `schedule="cosine"`."""
+        distill = None
+        if teacher is not None:
+            distill = kprune.Distillation(teacher, outputs=self.outputs)
+        return kprune.FineTune(
+            epochs=epochs,
+            final_epochs=final,
+            learning_rate=self.tune_lr,
+            lr_schedule="cosine_run" if self.schedule == "cosine" else "constant",
+            batch_size=self.batch,
+            distill=distill,
+        )
 
     def fit(self, model, epochs, teacher=None, callbacks=None, tuning=None):
-        """Train `model` in place (through a Distiller when `teacher` is set).
+        """Train `model` in place (learning from `teacher` when set).
 
         `tuning=(start, total)` makes it fine-tuning: epochs `start` to
-        `start + epochs` of a budget of `total`, at `rate(start, total)`.
+        `start + epochs` of a budget of `total`, at `tune_lr` on that slice of
+        the budget's cosine (`kprune.loops.CosineRate`).
         """
         if epochs <= 0:
             return model
         trainer = model
         if teacher is not None:
-            trainer = kprune.Distiller(model, teacher, outputs=self.outputs)
+            trainer = kprune.distiller(model, teacher, outputs=self.outputs)
+        callbacks = list(callbacks or [])
         if tuning is None:
             self.compile_model(trainer)
         else:
-            self.compile_model(trainer, self.rate(*tuning))
+            self.compile_model(trainer, self.tune_lr)
+            start, total = tuning
+            if self.schedule == "cosine":
+                span = (start / total, (start + epochs) / total)
+                callbacks.append(kprune.loops.CosineRate(*span))
         trainer.fit(
             *self.data,
             batch_size=self.batch,
@@ -127,29 +123,23 @@ class Harness:
         return model
 
     def one_shot(self, source, criterion, target, tune, teacher, fold=False, **options):
-        """One plan, shrink (then `kprune.unwrap` when `fold`), recalibration,
-        all of the budget."""
+        """One plan and shrink (then `kprune.unwrap` when `fold`), then
+        `kprune.fine_tune`: recalibration and all of the budget."""
         plan = kprune.plan(source, criterion, flops=target, **options)
         small = kprune.shrink(source, plan)
         if fold:
             small = kprune.unwrap(small)
-        kprune.recalibrate(small, self.data[0])
-        return self.fit(small, tune, teacher, tuning=(0, tune))
+        return kprune.fine_tune(small, self.data, self.tuning(tune, teacher))
 
     def staged(self, source, stages, target, tune, teacher, **options):
-        """`Staged` rounds of `tune // rounds` epochs each (recalibrated after
-        each shrink by `Staged.run`), then the rest of the budget."""
-        rounds = kprune.Staged(stages, flops=target, **options).total_rounds
-        per_round = tune // rounds
-
-        def fine_tune(model, index):
-            start = index * per_round
-            return self.fit(model, per_round, teacher, tuning=(start, tune))
-
-        schedule = kprune.Staged(stages, flops=target, fine_tune=fine_tune, **options)
-        small, _ = schedule.run(source, self.data, None, verbose=0)
-        done = rounds * per_round
-        return self.fit(small, tune - done, teacher, tuning=(done, tune))
+        """`Staged.run`: rounds of `tune // rounds` epochs each (recalibrated
+        after each shrink), then the rest of the budget as its final epochs."""
+        schedule = kprune.Staged(stages, flops=target, **options)
+        per_round = tune // schedule.total_rounds
+        rest = tune - per_round * schedule.total_rounds
+        tuning = self.tuning(per_round, teacher, final=rest)
+        small, _ = schedule.run(source, self.data, None, tuning=tuning, verbose=0)
+        return small
 
     def with_callback(self, model, criterion, target, tune, teacher):
         """Mask over the first 40% of the epochs, then shrink and fine-tune."""

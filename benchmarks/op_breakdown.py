@@ -21,7 +21,6 @@ shares and the per-type ratios are what to read.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import tempfile
@@ -29,10 +28,11 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-from tflite_speedup import MODELS  # noqa: E402  (the same three models)
+from architectures import SPEEDUP_MODELS as MODELS  # noqa: E402
+from common import add_eager_flag, add_json_flag, parse_args, write_json  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 TIMED = (
     keras.layers.Conv2D,
@@ -97,8 +97,8 @@ def main(argv=None):
     parser.add_argument("--ratio", type=float, default=0.5, help="channels removed")
     parser.add_argument("--round-to", nargs="+", type=int, default=[1, 16])
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
+    add_json_flag(parser)
+    args = parse_args(add_eager_flag(parser), argv)
 
     keras.utils.set_random_seed(0)
     dense = MODELS[args.model]()
@@ -154,10 +154,7 @@ def main(argv=None):
             "the channels (rN: round_to=N); ratios are dense / pruned",
         )
     )
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(totals, f, indent=1)
+    write_json(args.json, totals)
     return totals
 
 

@@ -31,9 +31,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import architectures  # noqa: E402
 import keras  # noqa: E402
 from common import (  # noqa: E402
     add_eager_flag,
+    add_json_flag,
     add_tuning_flags,
     parse_args,
     write_json,
@@ -52,7 +54,7 @@ def vgg_style(classes: int = 10) -> keras.Model:
     x = inputs
     for stage, width in enumerate((32, 64, 128)):
         for k in "ab":
-            x = kprune.zoo.conv_bn_relu(x, width, name=f"conv{stage + 1}{k}")
+            x = architectures.conv_bn_relu(x, width, name=f"conv{stage + 1}{k}")
         x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(classes, activation="softmax", name="classes")(x)
@@ -172,7 +174,7 @@ def main(argv=None):
         metavar=("TRAIN", "WRAP", "TUNE"),
         help="epochs of training, of the wrapped model, of fine-tuning",
     )
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    add_json_flag(parser)
     parser.add_argument(
         "--cache",
         help="save the trained (and wrapped) models in this folder, or load "

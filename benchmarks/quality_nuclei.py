@@ -48,6 +48,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+from architectures import NUCLEI_ARCHS  # noqa: E402
 from common import (  # noqa: E402
     add_tuning_flags,
     dice,
@@ -59,10 +60,7 @@ from methods import METHODS, WRAPPED, Harness, method_seed, name, print_tables  
 
 import kprune  # noqa: E402
 
-ARCHS = {
-    "unet": lambda: kprune.zoo.unet((64, 64, 1), base=16, depth=3, classes=1),
-    "ternausnet": lambda: kprune.zoo.ternausnet((64, 64, 1), base=16),
-}
+ARCHS = NUCLEI_ARCHS
 
 
 def soft_dice_loss(y_true, logits):
@@ -195,7 +193,7 @@ def main(argv=None):
         "--inits",
         nargs="+",
         default=["ones"],
-        choices=kprune.wrapping.INITS,
+        choices=kprune.importance.wrapping.INITS,
         help="kprune.wrap inits to compare (the importance methods run per init)",
     )
     parser.add_argument(

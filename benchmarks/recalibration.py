@@ -16,17 +16,18 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import architectures  # noqa: E402
 import keras  # noqa: E402
 from common import dice, nuclei_parser, over_seeds, parse_args, write_json  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 
 def run_seed(seed: int, budgets, epochs: int, crops: int = 512) -> list[dict]:
     keras.utils.set_random_seed(seed)
     (x, y), (xv, yv) = kprune.datasets.nuclei_tiles(crops=crops, seed=seed)
-    model = kprune.zoo.unet((64, 64, 1), base=16, depth=3, classes=1)
+    model = architectures.unet((64, 64, 1), base=16, depth=3, classes=1)
     model.compile(
         keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy(from_logits=True)
     )

@@ -25,11 +25,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from common import add_eager_flag, parse_args, write_json  # noqa: E402
+from common import add_eager_flag, add_json_flag, parse_args, write_json  # noqa: E402
 from quickstart import build_cnn, compile_model  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 
 def accuracy(model, x, y) -> float:
@@ -110,7 +110,7 @@ def main(argv=None):
     parser.add_argument("--train-size", type=int, default=3000, help="at most 3000")
     parser.add_argument("--val-size", type=int, default=512, help="at most 1000")
     parser.add_argument("--tune-epochs", type=int, default=2)
-    parser.add_argument("--json", help="also write the rows to this JSON file")
+    add_json_flag(parser)
     args = parse_args(add_eager_flag(parser), argv)
     start = time.perf_counter()
     rows = [row for seed in args.seeds for row in run_seed(seed, args)]

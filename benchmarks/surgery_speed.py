@@ -12,37 +12,19 @@ over the build time (the target: at most 1.5 for ResNet50).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+from common import add_eager_flag, add_json_flag, parse_args, timed, write_json  # noqa: E402
+from zoo import APPLICATIONS  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
-A = keras.applications
-ZOO = {
-    "VGG16": (A.VGG16, 64),
-    "ResNet50": (A.ResNet50, 64),
-    "MobileNetV2": (A.MobileNetV2, 64),
-    "MobileNetV3Small": (A.MobileNetV3Small, 64),
-    "DenseNet121": (A.DenseNet121, 64),
-    "EfficientNetB0": (A.EfficientNetB0, 64),
-    "InceptionV3": (A.InceptionV3, 75),
-    "Xception": (A.Xception, 71),
-    "NASNetMobile": (A.NASNetMobile, 64),
-    "ConvNeXtTiny": (A.ConvNeXtTiny, 64),
-}
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
+ZOO = APPLICATIONS
 
 
 def measure(name: str, repeat: int, ratio: float) -> dict:
@@ -56,7 +38,7 @@ def measure(name: str, repeat: int, ratio: float) -> dict:
         keras.backend.clear_session()
         t_build, model = timed(build)
         t_graph, g = timed(lambda: kprune.graph(model))
-        t_plan, plan = timed(lambda: kprune.plan(model, ratio=ratio, graph=g))
+        t_plan, plan = timed(lambda: kprune.plan(g, ratio=ratio))
         t_shrink, small = timed(lambda: kprune.shrink(model, plan, graph=g))
         if i == 0:
             continue  # warm-up
@@ -80,8 +62,8 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=list(ZOO), choices=list(ZOO))
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per model")
     parser.add_argument("--ratio", type=float, default=0.5)
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
+    add_json_flag(parser)
+    args = parse_args(add_eager_flag(parser), argv)
 
     results = []
     for name in args.models:
@@ -120,10 +102,7 @@ def main(argv=None):
             f"{args.repeat} after a warm-up, {os.cpu_count()} CPU cores",
         )
     )
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    write_json(args.json, results)
     return results
 
 

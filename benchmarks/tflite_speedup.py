@@ -19,7 +19,6 @@ keeps XNNPACK's vectorised kernels on their fast paths.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -27,19 +26,12 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+from architectures import SPEEDUP_MODELS as MODELS  # noqa: E402
+from common import add_eager_flag, add_json_flag, parse_args, write_json  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table, human  # noqa: E402
+from kprune.results import format_table, human  # noqa: E402
 
-MODELS = {
-    "resnet50": lambda: keras.applications.ResNet50(
-        weights=None, input_shape=(96, 96, 3), classes=10
-    ),
-    "mobilenetv2": lambda: keras.applications.MobileNetV2(
-        weights=None, input_shape=(128, 128, 3), classes=10
-    ),
-    "unet": lambda: kprune.zoo.unet((128, 128, 3), base=32, depth=4, classes=2),
-}
 TARGETS = {"50% channels": {"ratio": 0.5}, "25% FLOPs": {"flops": 0.25}}
 
 
@@ -99,8 +91,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--round-to", nargs="+", type=int, default=[1, 8, 16, 32])
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
+    add_json_flag(parser)
+    args = parse_args(add_eager_flag(parser), argv)
 
     results = []
     with tempfile.TemporaryDirectory() as workdir:
@@ -149,10 +141,7 @@ def main(argv=None):
             f"{os.cpu_count()} cores)",
         )
     )
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    write_json(args.json, results)
     return results
 
 

@@ -16,17 +16,17 @@ final measurement.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+from common import add_eager_flag, add_json_flag, parse_args, write_json  # noqa: E402
 from keras import layers  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table, human  # noqa: E402
+from kprune.results import format_table, human  # noqa: E402
 
 
 def load(name: str, limit: int | None):
@@ -72,8 +72,8 @@ def main(argv=None):
     parser.add_argument("--max-rounds", type=int, default=16)
     parser.add_argument("--criterion", default="l1")
     parser.add_argument("--lr", type=float, default=2e-4, help="fine-tuning rate")
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
+    add_json_flag(parser)
+    args = parse_args(add_eager_flag(parser), argv)
 
     keras.utils.set_random_seed(0)
     train, val, test = load(args.dataset, args.limit)
@@ -106,8 +106,7 @@ def main(argv=None):
             criterion=args.criterion,
             step=args.step,
             by="flops",
-            fine_tune_epochs=1,
-            learning_rate=args.lr,
+            tuning=kprune.FineTune(epochs=1, learning_rate=args.lr),
             max_rounds=args.max_rounds,
             verbose=0,
         )
@@ -159,10 +158,7 @@ def main(argv=None):
             f"1 epoch at lr {args.lr})",
         )
     )
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    write_json(args.json, results)
     return results
 
 

@@ -28,11 +28,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from common import add_eager_flag, dice, parse_args, write_json  # noqa: E402
-from quality_nuclei import ARCHS  # noqa: E402
+from architectures import NUCLEI_ARCHS as ARCHS  # noqa: E402
+from common import add_eager_flag, add_json_flag, dice, parse_args, write_json  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 
 def compiled(model):
@@ -133,7 +133,7 @@ def main(argv=None):
     parser.add_argument("--train-epochs", type=int, default=12)
     parser.add_argument("--max-rounds", type=int, default=12)
     parser.add_argument("--crops", type=int, default=512)
-    parser.add_argument("--json", help="also write the results to this JSON file")
+    add_json_flag(parser)
     args = parse_args(add_eager_flag(parser), argv)
     results = [run(a, s, args) for s in args.seeds for a in args.archs]
     print(table(results, args.tolerance))

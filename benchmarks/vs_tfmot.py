@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import os
 import tempfile
 
@@ -26,9 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from common import add_eager_flag, add_json_flag, parse_args, write_json  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 FILTERS = (32, 32, "pool", 64, 64, "pool", 128)
 
@@ -107,8 +107,8 @@ def main(argv=None):
     parser.add_argument("--fine-tune-epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=2e-4, help="fine-tuning rate")
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
+    add_json_flag(parser)
+    args = parse_args(add_eager_flag(parser), argv)
     try:
         import tensorflow_model_optimization  # noqa: F401
     except ImportError:
@@ -209,10 +209,7 @@ def main(argv=None):
             f"median of {args.runs} interleaved runs)",
         )
     )
-    if args.json:
-        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_json(args.json, rows)
     return rows
 
 

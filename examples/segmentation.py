@@ -34,6 +34,33 @@ def foreground_iou(model, x, y) -> float:
     return float(inter / max(union, 1))
 
 
+def unet(base: int, depth: int = 3, classes: int = 2) -> keras.Model:
+    """A U-Net for TILE x TILE grey tiles: `depth` levels of two
+    conv-BatchNorm-ReLU blocks that halve the size and double the filters,
+    then Conv2DTranspose up-sampling with the skips concatenated back."""
+    layers = keras.layers
+
+    def block(x, filters, label):
+        for part in "ab":
+            x = layers.Conv2D(
+                filters, 3, padding="same", use_bias=False, name=f"{label}_{part}"
+            )(x)
+            x = layers.ReLU()(layers.BatchNormalization()(x))
+        return x
+
+    image = keras.Input((TILE, TILE, 1), name="image")
+    x, skips = image, []
+    for level in range(depth):
+        skips.append(block(x, base << level, f"down{level}"))
+        x = layers.MaxPooling2D()(skips[-1])
+    x = block(x, base << depth, "bottleneck")
+    for level in reversed(range(depth)):
+        x = layers.Conv2DTranspose(base << level, 2, strides=2, padding="same")(x)
+        x = block(layers.Concatenate()([x, skips[level]]), base << level, f"up{level}")
+    mask = layers.Conv2D(classes, 1, activation="softmax", name="mask")(x)
+    return keras.Model(image, mask, name="unet")
+
+
 def compile_model(model, lr):
     model.compile(
         keras.optimizers.Adam(lr),
@@ -65,9 +92,7 @@ def main(argv=None):
         f"{len(x_test)} test tiles of {TILE}x{TILE}"
     )
 
-    model = compile_model(
-        kprune.zoo.unet((TILE, TILE, 1), base=args.base, depth=3, classes=2), 2e-3
-    )
+    model = compile_model(unet(args.base), 2e-3)
     model.fit(x_train, y_train, epochs=args.epochs, batch_size=16, verbose=2)
 
     small, report = kprune.prune_to_tolerance(
@@ -79,8 +104,7 @@ def main(argv=None):
         criterion="l1",
         step=args.step,
         by="flops",
-        fine_tune_epochs=2,
-        learning_rate=2e-4,
+        tuning=kprune.FineTune(epochs=2, learning_rate=2e-4),
         max_rounds=args.max_rounds,
         round_to=8,
     )

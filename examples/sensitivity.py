@@ -26,7 +26,7 @@ import keras  # noqa: E402
 from quickstart import build_cnn, compile_model  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.report import format_table  # noqa: E402
+from kprune.results import format_table  # noqa: E402
 
 
 def accuracy(model, x, y) -> float:
@@ -63,7 +63,7 @@ def main(argv=None):
         (x_val, y_val),
         ratios=args.ratios,
         batches=16,
-        recalibrate=x_train,
+        train_data=x_train,
         verbose=args.verbose,
     )
     print(result)

@@ -7,8 +7,9 @@ targets and steps; each checks them here, so a bad value gets the same message
 
 from __future__ import annotations
 
+import warnings
+
 STEP_UNITS = ("ratio", "flops", "latency")
-LR_SCHEDULES = ("constant", "cosine")
 MODES = ("auto", "max", "min")
 
 _MEANING = {
@@ -87,11 +88,6 @@ _RULES = {
         "learning_rate must be a number > 0 (or None for the compiled rate); "
         "got {value!r}",
     ),
-    "lr_schedule": (
-        lambda v: v in LR_SCHEDULES,
-        f"lr_schedule must be one of {LR_SCHEDULES}; got {{value!r}}. 'cosine' "
-        "decays the fine-tuning rate to 0 over each round's epochs.",
-    ),
     "max_rounds": (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
         "max_rounds must be >= 1 (an int); got {value!r}",
@@ -159,3 +155,26 @@ def check_table(table, wanted: bool) -> None:
         )
     if table is not None and not wanted:
         raise ValueError("table= is only read with latency= or latency_ms=")
+
+
+def take_deprecated(options: dict, renames: dict, where: str) -> dict:
+    """Pop keywords that moved in kprune 0.2 out of `**options`, with a
+    `DeprecationWarning` naming the new spelling; returns `{old: value}` of
+    those given, for the caller to map (see CHANGELOG.md).
+
+    Args:
+        options: the caller's `**options` (changed in place).
+        renames: old keyword -> what to use instead, as the warning says it.
+        where: the function or class, for the message.
+    """
+    found = {}
+    for old, instead in renames.items():
+        if old in options:
+            found[old] = options.pop(old)
+            warnings.warn(
+                f"{where}({old}=...) is deprecated since kprune 0.2 and will be "
+                f"removed in 0.3: use {instead}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+    return found

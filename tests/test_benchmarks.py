@@ -179,16 +179,12 @@ def test_latency_trained_benchmark(run_benchmark, tmp_path):
 
 
 def test_each_method_fine_tunes_on_one_cosine_at_the_harness_batch(monkeypatch):
-    """`Staged`'s rounds and the callback's phases fine-tune through
-    `Harness.fit` (its batch, not Keras's default 32), on consecutive slices
-    of one cosine over the method's budget (it once restarted at every fit)."""
+    """`Staged`'s rounds and its final epochs fine-tune through kprune's own
+    FineTune at the harness's batch (not Keras's default 32), on one cosine
+    over the method's budget (it once restarted at every fit); the callback's
+    two phases follow one cosine through kprune's CosineRate."""
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
     methods = importlib.import_module("methods")
-    whole, later = methods.CosineSlice(1e-2, 100), methods.CosineSlice(1e-2, 100, 40)
-    assert float(whole(0)) == pytest.approx(1e-2)
-    assert float(later(0)) == pytest.approx(float(whole(40)))
-    assert float(whole(100)) == pytest.approx(0.0, abs=1e-9)
-    assert float(whole(150)) == pytest.approx(0.0, abs=1e-9)
 
     def compiled(model, rate=None):
         model.compile(keras.optimizers.Adam(rate or 1e-3), "mse")
@@ -196,14 +192,6 @@ def test_each_method_fine_tunes_on_one_cosine_at_the_harness_batch(monkeypatch):
 
     x = np.random.default_rng(0).normal(size=(40, 8, 8, 3)).astype("float32")
     harness = methods.Harness((x, x[:, :1, :1, :2]), compiled, 10, schedule="cosine")
-    fits, fit = [], methods.Harness.fit
-
-    def spy(self, model, epochs, *args, tuning=None, **kwargs):
-        if tuning is not None and epochs > 0:
-            fits.append((epochs, tuning, float(self.rate(*tuning)(0))))
-        return fit(self, model, epochs, *args, tuning=tuning, **kwargs)
-
-    monkeypatch.setattr(methods.Harness, "fit", spy)
     model = keras.Sequential(
         [
             keras.Input((8, 8, 3)),
@@ -213,28 +201,31 @@ def test_each_method_fine_tunes_on_one_cosine_at_the_harness_batch(monkeypatch):
             keras.layers.Conv2D(2, 1),
         ]
     )
-    steps = []
+    rates, steps = [], []
 
-    class Steps(keras.callbacks.Callback):
+    class Seen(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             steps.append(self.params["steps"])
 
+        def on_train_batch_begin(self, batch, logs=None):
+            rate = self.model.optimizer.learning_rate
+            rates.append(float(keras.ops.convert_to_numpy(rate)))
+
     original = keras.Model.fit
 
-    def counted(model, *args, **kwargs):
-        return original(model, *args, **{**kwargs, "callbacks": [Steps()]})
+    def counted(model, *args, callbacks=(), **kwargs):
+        return original(model, *args, callbacks=[*callbacks, Seen()], **kwargs)
 
     monkeypatch.setattr(keras.Model, "fit", counted)
     harness.prune("staged_comp", compiled(model), None, 0.5, 5)
-    assert [(e, t) for e, t, _ in fits] == [
-        (1, (0, 5)),
-        (1, (1, 5)),
-        (1, (2, 5)),
-        (2, (3, 5)),
-    ]
-    rates = [r for *_, r in fits]
-    assert rates == sorted(rates, reverse=True) and rates[0] == pytest.approx(1e-3)
-    assert steps == [4, 4, 4, 4]  # 40 samples at the harness's 10 (Keras: 32)
+    # 3 rounds of 1 epoch, then 2 final epochs: 5 fits of 4 steps, one cosine.
+    assert steps == [4, 4, 4, 4] and len(rates) == 20
+    expected = [0.5e-3 * (1 + np.cos(np.pi * t / 20)) for t in range(20)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-4)
+    rates.clear(), steps.clear()
+    harness.prune("callback_l1", compiled(model), None, 0.5, 5)
+    assert steps == [4, 4]  # masking for 2 epochs, then 3 after the shrink
+    np.testing.assert_allclose(rates, expected, rtol=1e-4)
 
 
 def test_paired_table_compares_each_seed_with_the_reference(monkeypatch):
@@ -253,3 +244,82 @@ def test_paired_table_compares_each_seed_with_the_reference(monkeypatch):
     (repeat,) = [line for line in lines if "l1_repeat" in line]
     assert repeat.split()[-6:] == ["+0.000", "+0.000", "+0.000", "1", "of", "1"]
     assert not [line for line in lines[3:] if "l1_global" in line]
+
+
+@pytest.mark.parametrize("classes, activation", [(1, "linear"), (3, "softmax")])
+def test_benchmark_unet_head(classes, activation, monkeypatch):
+    """One class is one logit (a softmax over one channel would always be 1)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    architectures = importlib.import_module("architectures")
+    model = architectures.unet((32, 32, 1), base=4, depth=2, classes=classes)
+    head = model.get_layer("mask")
+    assert head.activation.__name__ == activation and head.filters == classes
+
+
+@pytest.mark.slow
+def test_coverage_benchmark(run_benchmark, tmp_path):
+    out = run_benchmark(
+        "coverage.py", ["--only", "Sequential(build),unet", "--json", "c.json"]
+    )
+    assert "Sequential(build)" in out and "unet" in out
+    rows = json.loads((tmp_path / "c.json").read_text())
+    assert [r["model"] for r in rows] == ["Sequential(build)", "unet"]
+    assert all(r["status"] == "ok" for r in rows), rows
+
+
+def test_surgery_speed_benchmark(run_benchmark, tmp_path):
+    out = run_benchmark(
+        "surgery_speed.py", ["--models", "MobileNetV3Small", "--repeat", "1",
+                             "--json", "s.json"],
+    )  # fmt: skip
+    assert "MobileNetV3Small" in out
+    (row,) = json.loads((tmp_path / "s.json").read_text())
+    assert row["model"] == "MobileNetV3Small" and row["shrink_s"] > 0
+
+
+@pytest.mark.slow
+def test_tflite_speedup_benchmark(run_benchmark, tmp_path):
+    args = ["--models", "mobilenetv2", "--runs", "2", "--warmup", "1",
+            "--round-to", "8", "--json", "t.json"]  # fmt: skip
+    out = run_benchmark("tflite_speedup.py", args)
+    assert "mobilenetv2" in out
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert {r["variant"] for r in rows} >= {"dense"}
+
+
+@pytest.mark.slow
+def test_op_breakdown_benchmark(run_benchmark, tmp_path):
+    args = ["--model", "mobilenetv2", "--round-to", "8", "--runs", "2",
+            "--json", "o.json"]  # fmt: skip
+    out = run_benchmark("op_breakdown.py", args)
+    assert "DepthwiseConv2D" in out
+    assert json.loads((tmp_path / "o.json").read_text())
+
+
+@pytest.mark.slow
+def test_tolerance_mnist_benchmark(run_benchmark, tmp_path):
+    args = ["--tolerances", "0.05", "--limit", "512", "--epochs", "1",
+            "--max-rounds", "2", "--json", "m.json"]  # fmt: skip
+    out = run_benchmark("tolerance_mnist.py", args)
+    assert "prune_to_tolerance on mnist" in out
+    rows = json.loads((tmp_path / "m.json").read_text())
+    assert [r["tolerance"] for r in rows] == [None, 0.05]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow_model_optimization") is None,
+    reason="pip install -e '.[tfmot]' (.ci/run installs it)",
+)
+def test_vs_tfmot_benchmark(tmp_path):
+    """In a process of its own: importing TF-MOT flips keras_cv into legacy
+    mode for the rest of the process."""
+    from tests.scripts import run_python
+
+    script = os.path.join(ROOT, "benchmarks", "vs_tfmot.py")
+    args = [script, "--sparsities", "0.5", "--epochs", "1", "--runs", "2",
+            "--json", "v.json"]  # fmt: skip
+    out = run_python(args, tmp_path)
+    assert "TF-MOT 50% sparse" in out
+    rows = json.loads((tmp_path / "v.json").read_text())
+    assert rows[0]["variant"] == "dense" and len(rows) == 3

@@ -157,7 +157,9 @@ def test_tolerance_undoes_the_last_step_and_stops():
         callbacks=[
             FakeMetric(fall=3),
             kprune.PruningCallback(
-                tolerance=0.05, step=0.1, monitor="val_fake", mode="max"
+                tolerance=kprune.Tolerance(0.05, mode="max"),
+                step=0.1,
+                monitor="val_fake",
             ),
         ],
     )
@@ -180,7 +182,10 @@ def test_tolerance_on_a_loss_treats_a_rise_as_worse(mode):
         verbose=0,
         callbacks=[
             FakeLog(2, key="val_loss", before=0.3, after=0.9),  # a loss rises
-            kprune.PruningCallback(tolerance=0.1, monitor="val_loss", mode=mode),
+            kprune.PruningCallback(
+                tolerance=kprune.Tolerance(0.1, mode=mode or "auto"),
+                monitor="val_loss",
+            ),
         ],
     )
     targets = history.history["pruning_target"]
@@ -226,13 +231,51 @@ def test_needs_a_wrapped_model():
             {"tolerance": 0.1, "schedule": "constant", "power": 2},
             r"schedule=, power= only apply with ratio=, flops= or latency=",
         ),
-        ({"tolerance": 0.1, "mode": "maximum"}, "mode must be one of"),
+        ({"tolerance": kprune.Tolerance(0.1), "mode": "max"}, "once, in"),
+        ({"ratio": 0.5, "mode": "max"}, "only apply with tolerance="),
         ({"tolerance": 0.1, "step": 1.5}, r"step must be in \(0, 1\)"),
     ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         kprune.PruningCallback(**kwargs)
+
+
+def test_the_callback_masks_the_target_it_is_given_without_clamping():
+    """A ratio of 0.995 used to be clamped to 0.99 without a word."""
+    train, _ = small_data()
+    history = wrapped_cnn().fit(
+        *train, epochs=1, batch_size=64, verbose=0,
+        callbacks=[kprune.PruningCallback(ratio=0.995)],
+    )  # fmt: skip
+    assert history.history["pruning_target"] == pytest.approx([0.995])
+
+
+def test_the_tolerance_mode_stops_before_masking_everything(capsys):
+    """With a metric that never drops, the steps would pass 100%; the callback
+    stops at the last step below it and says so."""
+    train, _ = small_data()
+    history = wrapped_cnn().fit(
+        *train, epochs=4, batch_size=64, verbose=0,
+        callbacks=[
+            FakeMetric(fall=99),
+            kprune.PruningCallback(
+                tolerance=kprune.Tolerance(0.05, mode="max"), step=0.4,
+                monitor="val_fake", verbose=1,
+            ),
+        ],
+    )  # fmt: skip
+    assert history.history["pruning_target"] == pytest.approx([0.4, 0.8, 0.8, 0.8])
+    assert "a step more would mask every channel" in capsys.readouterr().out
+
+
+def test_tolerance_keywords_of_kprune_0_1_warn_and_still_work():
+    with pytest.warns(DeprecationWarning, match=r"Tolerance\(drop, mode"):
+        callback = kprune.PruningCallback(tolerance=0.05, mode="max")
+    assert callback.tolerance.mode == "max"
+    with pytest.warns(DeprecationWarning, match=r"Tolerance\(drop, relative"):
+        callback = kprune.PruningCallback(tolerance=0.05, relative=True)
+    assert callback.tolerance.relative
 
 
 def test_config_round_trip():
@@ -246,6 +289,15 @@ def test_config_round_trip():
         keras.saving.serialize_keras_object(callback)
     )
     assert restored.get_config() == config
+
+
+def test_a_tolerance_callback_round_trips_its_config():
+    rule = kprune.Tolerance(0.02, relative=True, mode="min")
+    callback = kprune.PruningCallback(tolerance=rule, monitor="val_loss", step=0.1)
+    config = callback.get_config()
+    assert config["tolerance"] == {"drop": 0.02, "relative": True, "mode": "min"}
+    again = kprune.PruningCallback.from_config(config)
+    assert again.get_config() == config and again.tolerance.relative
 
 
 def test_config_refuses_what_it_would_drop():
@@ -328,8 +380,8 @@ def test_misspelt_or_ignored_plan_options_raise():
         kprune.PruningCallback(ratio=0.5, scpoe="global")
     with pytest.raises(TypeError, match="criterion 'l1' does not read"):
         kprune.PruningCallback(ratio=0.5, compensate=True)
-    with pytest.raises(TypeError, match="'graph', which it sets itself"):
-        kprune.PruningCallback(ratio=0.5, graph=None)
+    with pytest.raises(TypeError, match="'ratios', which it sets itself"):
+        kprune.PruningCallback(ratio=0.5, ratios={"conv": 0.5})
     callback = kprune.PruningCallback(
         ratio=0.5, criterion="similarity", distance="l2", scope="global"
     )
@@ -345,7 +397,7 @@ def test_a_rollback_after_a_resume_undoes_the_last_step(tmp_path):
         keras.backend.clear_session()
         model = wrapped_cnn()
         pruning = kprune.PruningCallback(
-            tolerance=0.05, step=0.1, monitor="val_fake", mode="max"
+            tolerance=kprune.Tolerance(0.05, mode="max"), step=0.1, monitor="val_fake"
         )
         history = model.fit(
             *train,

@@ -12,7 +12,7 @@ import pytest
 
 import kprune
 from kprune import cli
-from tests import models
+from tests import mnist, models
 
 
 @pytest.fixture
@@ -348,3 +348,42 @@ def test_latency_table_and_latency_budget_from_the_shell(tmp_path, capsys):
     ]:
         with pytest.raises(SystemExit, match=match):
             cli.main(args)
+
+
+def test_the_shells_tolerance_loop_judges_by_a_recalibrated_reference(tmp_path, capsys):
+    """A model saved with stale BatchNorm statistics: the loop recalibrates
+    every round, so its reference is recalibrated too, and the table says so
+    (it once took the stale score as round 0 and accepted every round)."""
+    (x, y), (xv, yv), _ = mnist.data()
+    model = mnist.trained()
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(layer.moving_mean * 3.0 + 0.5)
+    path = str(tmp_path / "stale.keras")
+    model.save(path)
+    train, val = str(tmp_path / "t.npz"), str(tmp_path / "v.npz")
+    np.savez(train, x=x[:512], y=y[:512])
+    np.savez(val, x=xv, y=yv)
+    run = str(tmp_path / "run.json")
+    args = ["prune", path, "-o", str(tmp_path / "s.keras"), "--tolerance", "0.02"]
+    args += ["--data", train, "--val", val, "--epochs", "0", "--step", "0.5"]
+    args += ["--max-rounds", "2", "--report", run, "--verbose", "0"]
+    assert cli.main(args) == 0
+    assert "reference recalibrated as every round is" in capsys.readouterr().out
+    rounds = json.loads(pathlib.Path(run).read_text())["rounds"]
+    reference = rounds[0]["metric"]
+    for r in rounds[1:]:
+        assert r["accepted"] == (reference - r["metric"] <= 0.02 + 1e-9)
+
+
+def test_report_reads_any_result(tmp_path, capsys):
+    """`kprune report` turns any kprune result's JSON into a page: a plan
+    written by `kprune prune --plan-out` too."""
+    path, _ = _trained_file(tmp_path)
+    plan = str(tmp_path / "plan.json")
+    args = ["prune", path, "-o", str(tmp_path / "s.keras"), "--ratio", "0.5"]
+    assert cli.main(args + ["--plan-out", plan]) == 0
+    page = tmp_path / "plan.html"
+    assert cli.main(["report", plan, "-o", str(page)]) == 0
+    text = page.read_text()
+    assert "Pruning plan for" in text and "data:image/png;base64," in text

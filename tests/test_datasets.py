@@ -29,8 +29,8 @@ def write_idx(path, array, compress):
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-@pytest.mark.parametrize("compress", [False, True])
-def test_fashion_mnist_reads_idx_files(tmp_path, compress):
+def idx_folder(folder, compress=False) -> dict:
+    """Four small Fashion-MNIST-like IDX files in `folder`; their arrays."""
     rng = np.random.default_rng(0)
     arrays = {
         "train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28)),
@@ -39,7 +39,13 @@ def test_fashion_mnist_reads_idx_files(tmp_path, compress):
         "t10k-labels-idx1-ubyte": rng.integers(0, 10, 3),
     }
     for stem, array in arrays.items():
-        write_idx(tmp_path / (stem + (".gz" if compress else "")), array, compress)
+        write_idx(folder / (stem + (".gz" if compress else "")), array, compress)
+    return arrays
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_fashion_mnist_reads_idx_files(tmp_path, compress):
+    arrays = idx_folder(tmp_path, compress)
     (x, y), (xt, yt) = datasets.fashion_mnist(str(tmp_path))
     assert x.shape == (6, 28, 28, 1) and xt.shape == (3, 28, 28, 1)
     np.testing.assert_allclose(
@@ -51,6 +57,17 @@ def test_fashion_mnist_reads_idx_files(tmp_path, compress):
 def test_fashion_mnist_says_how_to_install(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion"):
         datasets.fashion_mnist(str(tmp_path))
+
+
+def test_fashion_mnist_is_found_where_the_environment_says(tmp_path, monkeypatch):
+    """Debian's folder is the default, not the only place the files can be."""
+    arrays = idx_folder(tmp_path)
+    monkeypatch.setenv("KPRUNE_FASHION_MNIST", str(tmp_path))
+    (_, y), _ = datasets.fashion_mnist()
+    np.testing.assert_array_equal(y, arrays["train-labels-idx1-ubyte"])
+    monkeypatch.setenv("KPRUNE_FASHION_MNIST", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileNotFoundError, match="KPRUNE_FASHION_MNIST"):
+        datasets.fashion_mnist()
 
 
 def test_nuclei_says_how_to_install(monkeypatch):

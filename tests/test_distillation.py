@@ -1,11 +1,12 @@
-"""Knowledge distillation: kprune.Distiller, Distillation and distill=."""
+"""Knowledge distillation on keras.distillation: kprune.distiller,
+Distillation, the losses by output form, and FineTune(distill=)."""
 
 import keras
 import numpy as np
 import pytest
 
 import kprune
-from kprune.distillation import output_forms, soft_loss
+from kprune.loops.distillation import OutputDistillation, output_forms, soft_loss
 from tests import mnist
 
 
@@ -84,7 +85,9 @@ def test_distilling_pulls_the_student_towards_the_teacher():
     gaps = {}
     for weight in (0.0, 5.0):
         student = small_cnn(seed=2)
-        distiller = kprune.Distiller(student, teacher, weight=weight, temperature=1.0)
+        student.compile("adam", "sparse_categorical_crossentropy")
+        distiller = kprune.distiller(student, teacher, weight=weight, temperature=1.0)
+        assert isinstance(distiller, keras.distillation.Distiller)
         distiller.compile(
             keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy"
         )
@@ -96,15 +99,55 @@ def test_distilling_pulls_the_student_towards_the_teacher():
 
 
 def test_the_teacher_is_neither_trained_nor_changed():
+    """Keras' Distiller freezes the teacher it is given; kprune gives it a
+    copy, so the model passed as teacher keeps its weights and flags."""
     teacher, student = small_cnn(seed=1), small_cnn(seed=2)
+    teacher.layers[1].trainable = False  # a flag of the user's own
+    teacher.compile("adam", "sparse_categorical_crossentropy")  # tells the form
     before = [w.copy() for w in teacher.get_weights()]
-    distiller = kprune.Distiller(student, teacher)
+    distiller = kprune.distiller(student, teacher)
     distiller.compile("adam", "sparse_categorical_crossentropy")
     assert len(distiller.trainable_weights) == len(student.trainable_weights)
     distiller.fit(images(), np.zeros(64, "int64"), epochs=1, verbose=0)
-    assert teacher.trainable
+    assert teacher.trainable and not teacher.layers[1].trainable
+    assert teacher.layers[2].trainable
     for a, b in zip(before, teacher.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "activation, loss, kind",
+    [
+        (None, keras.losses.SparseCategoricalCrossentropy(from_logits=True), "Logits"),
+        (None, "mse", "Feature"),
+        ("softmax", "sparse_categorical_crossentropy", "Output"),
+        (None, keras.losses.BinaryCrossentropy(from_logits=True), "Output"),
+    ],
+)
+def test_keras_losses_where_they_fit_and_kprunes_where_keras_has_none(
+    activation, loss, kind
+):
+    """Class logits and plain values use keras.distillation's own losses;
+    probabilities and one logit per pixel, which Keras does not cover, use
+    OutputDistillation. All of them give the loss kprune 0.1 computed."""
+    classes = 1 if "Binary" in type(loss).__name__ else 4
+    student = small_cnn(classes, activation, seed=2)
+    student.compile("adam", loss)
+    teacher = small_cnn(classes, activation, seed=1)
+    settings = kprune.Distillation(teacher, temperature=3.0)
+    chosen = settings.loss(student)
+    assert type(chosen).__name__.startswith(kind)
+    x = images(8)
+    t, s = teacher(x), student(x)
+    form = output_forms(student)[0]
+    want = float(soft_loss(t, s, form, 3.0))
+    assert float(chosen.compute_loss(t, s)) == pytest.approx(want, rel=1e-3, abs=1e-6)
+
+
+def test_the_distillation_loss_saves_its_settings():
+    loss = OutputDistillation([("sigmoid", True)], temperature=3.0)
+    again = OutputDistillation(**loss.get_config())
+    assert again.forms == loss.forms and again.temperature == 3.0
 
 
 @pytest.mark.parametrize(
@@ -115,19 +158,29 @@ def test_the_teacher_is_neither_trained_nor_changed():
         ("same", {"temperature": 0}, ValueError, "temperature must be a number > 0"),
         ("same", {"outputs": "logit"}, ValueError, "outputs must be one of"),
         ("none", {}, TypeError, "keras.Model"),
+        ("plain", {}, ValueError, "compile the model first, or pass outputs="),
     ],
 )
 def test_bad_distiller_arguments(teacher, kwargs, error, message):
     student = small_cnn()
-    teacher = {"other": small_cnn(classes=3), "same": small_cnn(), "none": "m"}[teacher]
+    if teacher != "plain":
+        student.compile("adam", "sparse_categorical_crossentropy")
+    teacher = {
+        "other": small_cnn(classes=3),
+        "same": small_cnn(),
+        "none": "m",
+        "plain": small_cnn(),
+    }[teacher]
     with pytest.raises(error, match=message):
-        kprune.Distiller(student, teacher, **kwargs)
+        kprune.distiller(student, teacher, **kwargs)
 
 
-def test_a_distiller_is_not_saved_by_mistake():
-    distiller = kprune.Distiller(small_cnn(), small_cnn())
-    with pytest.raises(NotImplementedError, match="save its student"):
-        distiller.get_config()
+def test_the_name_of_kprune_0_1_still_builds_a_distiller():
+    student = small_cnn()
+    student.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.warns(DeprecationWarning, match="kprune.distiller"):
+        made = kprune.Distiller(student, small_cnn())
+    assert isinstance(made, keras.distillation.Distiller)
 
 
 @pytest.fixture(scope="module")
@@ -144,48 +197,73 @@ def test_prune_to_tolerance_distills_from_the_unpruned_model(trained, monkeypatc
     train = (train[0][:256], train[1][:256])
     val = (val[0][:128], val[1][:128])
     made = []
-    real = kprune.Distillation.harness
+    real = kprune.Distillation.distiller
 
     def spy(self, student):
-        made.append(self.teacher)
+        made.append(self)
         return real(self, student)
 
-    monkeypatch.setattr(kprune.Distillation, "harness", spy)
+    monkeypatch.setattr(kprune.Distillation, "distiller", spy)
     small, report = kprune.prune_to_tolerance(
         trained, train, val, tolerance=1.0, step=0.3, max_rounds=2,
-        distill=True, verbose=0,
+        tuning=kprune.FineTune(distill=True), verbose=0,
     )  # fmt: skip
-    assert len(made) == 2 and all(t is trained for t in made)
+    assert len(made) == 2
+    # One copy of the unpruned model teaches every round; the model stays put.
+    assert made[0].teacher is made[1].teacher and made[0].teacher is not trained
+    np.testing.assert_array_equal(
+        made[0].teacher.get_weights()[0], trained.get_weights()[0]
+    )
+    assert trained.trainable
     assert small.count_params() < trained.count_params()
     # Staged.run takes it too, with a weight and a temperature.
     staged = kprune.Staged([("l1", 1)], step=0.3)
     teacher = kprune.Distillation(trained, weight=0.5, temperature=4.0)
-    staged.run(trained, train, val, verbose=0, distill=teacher)
-    assert len(made) == 3
+    staged.run(trained, train, val, tuning=kprune.FineTune(distill=teacher), verbose=0)
+    assert len(made) == 3 and made[2].weight == 0.5
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    "settings, message",
     [
-        ({"fine_tune_fn": lambda m: m}, "fit a kprune.Distiller"),
-        ({"fine_tune_epochs": 0}, "needs fine-tuning"),
+        ({"fn": lambda m: m}, "fit a kprune.distiller"),
+        ({"epochs": 0}, "there is none to do"),
         ({"distill": "teacher"}, "distill= takes the teacher"),
     ],
 )
-def test_distill_that_would_be_ignored_raises(trained, kwargs, message):
+def test_distill_that_would_be_ignored_raises(trained, settings, message):
     train, val, _ = mnist.data()
-    kwargs = {"distill": True, **kwargs}
-    error = TypeError if kwargs["distill"] == "teacher" else ValueError
+    settings = {"distill": True, **settings}
+    error = TypeError if settings["distill"] == "teacher" else ValueError
     with pytest.raises(error, match=message):
-        kprune.prune_to_tolerance(trained, train, val, verbose=0, **kwargs)
+        kprune.prune_to_tolerance(
+            trained, train, val, tuning=kprune.FineTune(**settings), verbose=0
+        )
 
 
 def test_the_callback_masks_the_student_of_a_distiller(trained):
     (x, y), _, _ = mnist.data()
     wrapped = kprune.wrap(trained, init="l1")
-    distiller = kprune.Distiller(wrapped, trained)
+    distiller = kprune.distiller(wrapped, trained)
     mnist.compile_model(distiller)
     callback = kprune.PruningCallback(ratio=0.5, end_epoch=1, criterion="l1")
     distiller.fit(x[:256], y[:256], epochs=2, verbose=0, callbacks=[callback])
     kept = kprune.masks_plan(wrapped)
     assert kept.channels_after == pytest.approx(0.5 * kept.channels_before, abs=2)
+
+
+def test_a_distiller_is_compiled_like_its_student_outside_pytest_too():
+    """Keras' Distiller compiles by its own `compile`; from a config it only
+    warns and stays uncompiled (a plain script then failed in `fit`)."""
+    import warnings
+
+    from kprune.keras_graph import compile_like, compile_settings
+
+    student = small_cnn()
+    student.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    trainer = kprune.distiller(student, small_cnn())
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")  # as outside pytest: no error
+        compile_like(trainer, compile_settings(student))
+    assert trainer.compiled
+    trainer.fit(images(), np.zeros(64, "int64"), epochs=1, verbose=0)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import kprune
-from kprune.litert import TFLiteRunner, verify_tflite
+from kprune.exporters.litert import TFLiteRunner, verify_tflite
 from tests import mnist, models, test_zoo
 
 
@@ -53,7 +53,7 @@ def test_pruned_zoo_exports_within_1e4(name, tmp_path):
 
 
 def test_unet_export(tmp_path):
-    small = pruned(kprune.zoo.unet((32, 32, 3), base=8, depth=2))
+    small = pruned(models.unet((32, 32, 3), base=8, depth=2))
     result = kprune.export_tflite(small, str(tmp_path / "unet.tflite"), samples=4)
     assert result.max_rel_error < 1e-4 and result.agreement == 1.0
 
@@ -114,14 +114,24 @@ def test_int8_needs_representative_data(tmp_path):
         kprune.export_tflite(models.vgg(), str(tmp_path / "x.tflite"), quantize="int4")
 
 
-def test_error_beyond_tolerance_raises(tmp_path):
+def test_error_beyond_max_error_raises(tmp_path):
     with pytest.raises(ValueError, match="differs from Keras"):
         kprune.export_tflite(
             pruned(models.vgg()),
             str(tmp_path / "h.tflite"),
             quantize="float16",
-            tolerance=0.0,
+            max_error=0.0,
         )
+    # kprune 0.1 called it tolerance=, a name the pruning loops use for a
+    # drop of the metric; it still works for one release.
+    with pytest.warns(DeprecationWarning, match="max_error="):
+        with pytest.raises(ValueError, match="differs from Keras"):
+            kprune.export_tflite(
+                pruned(models.vgg()),
+                str(tmp_path / "h.tflite"),
+                quantize="float16",
+                tolerance=0.0,
+            )
 
 
 def test_keras_file_round_trip_then_export(tmp_path):
@@ -149,7 +159,7 @@ def test_benchmark_tflite(tmp_path):
     assert one.runs == 5 and 0 < one.min_ms <= one.median_ms <= one.p90_ms
     both = kprune.benchmark_tflite([a, a], runs=3)
     assert len(both) == 2 and all(r.bytes == one.bytes for r in both)
-    assert "median" in str(one) and "a.tflite" in kprune.litert.benchmark_table(both)
+    assert "median" in str(one) and "a.tflite" in kprune.exporters.benchmark_table(both)
     with pytest.raises(ValueError, match="runs must be >= 1"):
         kprune.benchmark_tflite(a, runs=0)
 
@@ -158,7 +168,7 @@ def test_interleaved_timing_runs_each_file_warm(tmp_path, monkeypatch):
     # Timed right after other files, a small model paid for reloading its
     # weights (its share of a dense model came out up to 27% high): every
     # timed run of several files now follows an untimed run of the same file.
-    from kprune import litert
+    from kprune.exporters import timing
 
     calls = []
 
@@ -175,7 +185,7 @@ def test_interleaved_timing_runs_each_file_warm(tmp_path, monkeypatch):
         def invoke(self):
             calls.append(self.name)
 
-    monkeypatch.setattr(litert, "_interpreter", lambda p, *a: Recorder(p))
+    monkeypatch.setattr(timing, "_interpreter", lambda p, *a: Recorder(p))
     for name in ("a", "b"):
         (tmp_path / name).write_bytes(b"x")
     paths = [str(tmp_path / "a"), str(tmp_path / "b")]
@@ -212,3 +222,50 @@ def test_a_model_built_for_any_image_size_exports_and_times(tmp_path):
         kprune.benchmark_tflite(path, runs=1)
     timing = kprune.benchmark_tflite(path, runs=2, warmup=1, input_shape=(24, 24, 3))
     assert timing.median_ms > 0
+
+
+def test_one_export_entry_point_over_every_format(tmp_path):
+    """`kprune.export(format=...)` writes through `model.export` and checks
+    the file in its own runtime: the LiteRT interpreter, or TensorFlow."""
+    small = pruned(models.two_in_two_out())
+    assert kprune.exporters.formats() == ["litert", "tf_saved_model"]
+    lite = kprune.export(small, str(tmp_path / "m.tflite"), samples=3)
+    saved = kprune.export(small, str(tmp_path / "sm"), format="tf_saved_model")
+    for result, name in ((lite, "litert"), (saved, "tf_saved_model")):
+        assert result.format == name and result.bytes > 0
+        assert result.samples > 0 and result.max_rel_error < 1e-4
+    assert "tf_saved_model" in str(saved)
+    with pytest.raises(ValueError, match="no exporter for format 'onnx'; kprune"):
+        kprune.export(small, str(tmp_path / "m.onnx"), format="onnx")
+    with pytest.raises(TypeError, match="format 'tf_saved_model' takes no option"):
+        kprune.export(small, str(tmp_path / "x"), "tf_saved_model", quantize="int8")
+    with pytest.raises(ValueError, match="ends with .tflite"):
+        kprune.export(small, str(tmp_path / "m.lite"))
+
+
+def test_a_new_format_is_one_registered_exporter(tmp_path):
+    """The registry is how the next formats come in: here, a `.keras` file
+    "exported" and read back by Keras, verified like the others."""
+    from kprune.exporters import Exporter, register_exporter
+    from kprune.exporters.registry import _EXPORTERS
+
+    class KerasFile(Exporter):
+        format = "keras_file"
+
+        def write(self, model, path):
+            model.save(path)
+
+        def runner(self, model, path):
+            loaded = keras.models.load_model(path)
+            return lambda sample: models.outputs(loaded, sample)
+
+    try:
+        register_exporter(KerasFile())
+        with pytest.raises(ValueError, match="has an exporter already"):
+            register_exporter(KerasFile())
+        result = kprune.export(models.vgg(), str(tmp_path / "v.keras"), "keras_file")
+        assert result.max_rel_error < 1e-6 and result.format == "keras_file"
+    finally:
+        _EXPORTERS.pop("keras_file", None)
+    with pytest.raises(TypeError, match="Exporter subclass that sets format"):
+        register_exporter(object())

@@ -10,9 +10,9 @@ from ai_edge_litert.interpreter import Interpreter
 from keras import layers
 
 import kprune
-from kprune.latency import Cost, LatencyTable, _fit_scale
-from kprune.latency_costs import detect, probe_counts
-from kprune.layerfiles import _signatures, parse_benchmark_log
+from kprune.latency.costs import detect, probe_counts
+from kprune.latency.layerfiles import _signatures, parse_benchmark_log
+from kprune.latency.table import Cost, LatencyTable, fit_scale
 from tests.models import randomize
 
 
@@ -246,7 +246,7 @@ def test_int8_table(tmp_path):
     assert ends == {"layer_0000.tflite": {"int8"}, "model.tflite": {"float32"}}
     with pytest.raises(ValueError, match="quantize must be None or 'int8'"):
         LatencyTable.measure(model, quantize="float16")
-    with pytest.raises(ValueError, match="runtime must be 'litert'"):
+    with pytest.raises(TypeError, match="runtime"):  # it times in LiteRT, always
         LatencyTable.measure(model, runtime="tflite-gpu")
     with pytest.raises(ValueError, match="include 1.0"):
         LatencyTable.measure(model, widths=(0.5,))
@@ -258,10 +258,10 @@ def test_the_scale_fits_whole_model_timings_through_the_dense_point():
         {"width": w, "layers_ms": 10 * w, "measured_ms": 2 + 5 * w}
         for w in (1.0, 0.25, 0.5)
     ]
-    assert _fit_scale(points) == pytest.approx(0.5)
-    assert _fit_scale(points[:1]) == 1.0  # nothing to fit
+    assert fit_scale(points) == pytest.approx(0.5)
+    assert fit_scale(points[:1]) == 1.0  # nothing to fit
     flat = [{**p, "measured_ms": 7.0} for p in points]  # never gets faster
-    assert _fit_scale(flat) == 0.05  # the lower bound
+    assert fit_scale(flat) == 0.05  # the lower bound
     # the scale multiplies every layer's term; the overhead is added once
     model = two_convs()
     table = planted(model, {"cheap": 0.5, "dear": 0.5})
@@ -294,8 +294,8 @@ def test_files_timed_elsewhere_make_a_table(tmp_path, monkeypatch):
     # files stand in for the ~20 conversions (a minute on 2 cores). Real files
     # are written and run in test_int8_table and the CLI's latency test.
     monkeypatch.setattr(
-        kprune.layerfiles,
-        "export",
+        kprune.latency.layerfiles,
+        "write_tflite",
         lambda model, path, *a, **k: open(path, "wb").close(),
     )
     model = two_convs(size=32)
@@ -319,7 +319,7 @@ def test_files_timed_elsewhere_make_a_table(tmp_path, monkeypatch):
     zeros = {e["file"]: 0.0 for e in manifest["models"]}
     table = LatencyTable.from_timings(str(folder), {**timings, **zeros})
     for entry in manifest["models"]:
-        timings[entry["file"]] = 1.0 + 0.5 * table._layers_ms(entry["channels"])
+        timings[entry["file"]] = 1.0 + 0.5 * table.layers_ms(entry["channels"])
     table = LatencyTable.from_timings(str(folder), timings, runtime="pixel 7")
     assert table.steps == {"Conv2D": 8}
     assert {c.step for c in table.costs.values() if c.out_widths} == {8}
@@ -438,3 +438,31 @@ def test_plan_measured_needs_a_table_timed_here():
     table.runtime = "litert"
     with pytest.raises(ValueError, match="cannot be reached"):
         kprune.plan_measured(model, 0.05, table, verbose=0, min_channels=8)
+
+
+def test_which_layers_a_table_times_is_the_handlers_say():
+    """No second table of layer classes: a handler's `timing` decides, so a
+    user's layer registered with a timed handler is timed too."""
+    from kprune.handlers import PassThroughHandler, register_handler
+    from kprune.handlers.registry import unregister_handler
+
+    @keras.saving.register_keras_serializable(package="kprune_tests")
+    class Glow(keras.layers.Layer):
+        def call(self, x):
+            return x * 1.0
+
+    def timed_kinds():
+        model = keras.Sequential(
+            [keras.Input((8, 8, 3)), layers.Conv2D(4, 3, name="conv"), Glow()]
+        )
+        _, calls = _signatures(kprune.graph(model))
+        return sorted(key.split(":")[0].split("_")[0] for key in calls)
+
+    assert timed_kinds() == ["conv"]
+    register_handler(Glow, PassThroughHandler().timed("channelwise"))
+    try:
+        assert timed_kinds() == ["conv", "glow"]
+    finally:
+        unregister_handler(Glow)
+    with pytest.raises(ValueError, match="timing must be 'grid' or 'channelwise'"):
+        PassThroughHandler().timed("sometimes")

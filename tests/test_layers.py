@@ -1,5 +1,7 @@
 """Importance wrappers: placement, training, folding, masks, serialisation."""
 
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import tensorflow as tf
 from keras import layers
 
 import kprune
-from kprune.layers import (
+from kprune.importance.layers import (
     ImportanceBatchNormalization,
     ImportanceConv2D,
     ImportanceConv2DTranspose,
@@ -16,7 +18,7 @@ from kprune.layers import (
     ImportanceSeparableConv2D,
     wrapped_layers,
 )
-from kprune.surgery import layer_masks
+from kprune.surgery.shrinking import layer_masks
 from tests import models
 
 
@@ -158,7 +160,7 @@ def test_partly_masked_residual_stream_is_not_removed():
     wrapped = kprune.wrap(model)
     g = kprune.graph(wrapped)
     group = g.group("s1_proj")
-    carriers = kprune.masks.carriers(group)
+    carriers = kprune.surgery.masks.carriers(group)
     assert len(carriers) == 3
     wrapper, index = carriers[0]
     mask = np.ones(16, "float32")
@@ -464,3 +466,19 @@ def test_a_wrapped_batchnorm_trains_in_training_mode():
     wrapped.compile(optimizer="sgd", loss="mse")
     wrapped.fit(x, np.zeros((16, 3)), epochs=1, verbose=0)
     assert not np.allclose(keras.ops.convert_to_numpy(bn.moving_mean), before)
+
+
+def test_a_wrapped_model_saved_by_kprune_0_1_loads_unwraps_and_shrinks():
+    """Its layers were `kprune.layers.wrappers.ImportanceConv2D` then; Keras
+    finds them by their registered names, wherever the module moved."""
+    here = pathlib.Path(__file__).parent / "data"
+    model = keras.models.load_model(here / "wrapped_v0_1.keras")
+    x = np.load(here / "wrapped_v0_1_inputs.npy")
+    want = np.load(here / "wrapped_v0_1_outputs.npy")
+    assert kprune.layers.is_wrapped(model)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), want, atol=1e-5)
+    plain = kprune.unwrap(model)
+    assert not kprune.layers.is_wrapped(plain)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain(x)), want, atol=1e-5)
+    small = kprune.shrink(model, kprune.plan(model, "importance", ratio=0.5))
+    assert small.count_params() < model.count_params()

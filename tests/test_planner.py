@@ -8,7 +8,7 @@ import pytest
 from keras import layers
 
 import kprune
-from kprune.plans import PruningPlan
+from kprune.planning.plans import PruningPlan
 from tests import models
 
 
@@ -97,7 +97,7 @@ def test_flops_target_is_met():
 def test_flops_target_is_met_closely_with_rounding(scope, target):
     """With round_to, one shared ratio moves the MACs in big jumps; the planner
     gives channels back until the budget is used (0.5 used to give 0.25)."""
-    model = kprune.zoo.unet((64, 64, 1), base=16, depth=3)
+    model = models.unet((64, 64, 1), base=16, depth=3)
     plan = kprune.plan(model, flops=target, round_to=8, scope=scope)
     assert target - 0.03 < plan.flops_ratio <= target + 1e-9
     for decision in plan.groups.values():
@@ -205,7 +205,8 @@ def test_misspelt_criterion_option_names_the_fix():
     with pytest.raises(
         TypeError,
         match=r"option 'compnesate'\. Did you mean 'compensate' \(an option of "
-        r"criterion 'similarity'\)\? Options of criterion 'l1': none; of plan\(\):",
+        r"criterion 'similarity'\)\? Options of criterion 'l1': reduction; "
+        r"of plan\(\):",
     ):
         kprune.plan(two_conv(), criterion="l1", ratio=0.5, compnesate=True)
     with pytest.raises(TypeError, match="Options of criterion 'similarity': "):
@@ -227,9 +228,10 @@ def test_prune_checks_the_options_it_passes_to_plan():
 def test_declared_options_still_reach_the_criterion():
     get = kprune.criteria.get_criterion
     assert get("similarity").options == {"distance", "compensate"}
-    assert get("taylor").options == {"loss", "batches", "batch_size"}
-    assert get("apoz").options == {"batches", "batch_size"}
-    assert get("l1").options == frozenset()
+    assert get("taylor").options == {"loss", "batches", "batch_size", "reduction"}
+    assert get("random").options == {"seed"}
+    assert get("apoz").options == {"batches", "batch_size", "reduction"}
+    assert get("l1").options == {"reduction"}
     model = two_conv()
     plan = kprune.plan(
         model, criterion="similarity", ratio=0.5, distance="l2", compensate=True
@@ -269,9 +271,36 @@ def test_registered_criterion_declares_its_options():
     assert "test_weighted" not in kprune.criteria.available_criteria()
 
 
-@pytest.mark.parametrize("classes, activation", [(1, "linear"), (3, "softmax")])
-def test_zoo_unet_head(classes, activation):
-    """One class is one logit (a softmax over one channel would always be 1)."""
-    model = kprune.zoo.unet((32, 32, 1), base=4, depth=2, classes=classes)
-    head = model.get_layer("mask")
-    assert head.activation.__name__ == activation and head.filters == classes
+def test_plan_keywords_are_those_of_plans_signature():
+    import inspect
+
+    from kprune.planning import PLAN_KEYWORDS
+
+    named = [p for p in inspect.signature(kprune.plan).parameters if p != "model"]
+    assert tuple(named[:-1]) == PLAN_KEYWORDS  # the last is **criterion_options
+
+
+def test_seed_and_reduction_go_to_the_criteria_that_read_them():
+    model = models.randomize(models.resnet())
+    one = kprune.plan(model, "random", ratio=0.5, seed=3)
+    assert one.groups == kprune.plan(model, "random", ratio=0.5, seed=3).groups
+    assert one.groups != kprune.plan(model, "random", ratio=0.5, seed=4).groups
+    summed = kprune.plan(model, "l1", ratio=0.5, reduction="max")
+    assert summed.groups != kprune.plan(model, "l1", ratio=0.5).groups
+    with pytest.raises(TypeError, match="criterion 'l1' does not read"):
+        kprune.plan(model, "l1", ratio=0.5, seed=0)  # used to be ignored
+    with pytest.raises(TypeError, match="criterion 'random' does not read"):
+        kprune.plan(model, "random", ratio=0.5, reduction="sum")
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        kprune.plan(model, "l1", ratio=0.5, reduction="median")
+
+
+def test_a_channel_graph_plans_like_its_model():
+    model = models.randomize(models.resnet())
+    g = kprune.graph(model)
+    assert kprune.plan(g, ratio=0.5).groups == kprune.plan(model, ratio=0.5).groups
+    with pytest.raises(ValueError, match="not both"):
+        kprune.plan(g, ratio=0.5, input_shape=(16, 16, 3))
+    with pytest.warns(DeprecationWarning, match="pass the ChannelGraph as the model"):
+        old = kprune.plan(model, ratio=0.5, graph=g)
+    assert old.groups == kprune.plan(g, ratio=0.5).groups

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune.recalibration import batch_norms
+from kprune.loops.recalibration import batch_norms
 from tests import models
 
 

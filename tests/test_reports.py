@@ -9,7 +9,7 @@ from keras import layers
 
 import kprune
 from kprune.messages import Steps, say
-from kprune.report import PruningReport, Round
+from kprune.results import PruningReport, Round
 
 
 def small_run(verbose=0):
@@ -91,3 +91,47 @@ def test_messages(capsys):
         steps.advance("half")
         steps.advance()
     assert capsys.readouterr().out == "shown\nwork: half\n"
+
+
+def test_every_result_reads_back_by_its_kind(report, tmp_path):
+    """One base for plans, reports, sensitivity, sweeps and latency tables:
+    a table, JSON with a kind that `kprune.results.load` dispatches on, a
+    plot where there is something to draw, and an HTML page."""
+    from kprune.results import Result, kinds, load
+    from tests import models
+
+    model = models.randomize(models.resnet())
+    plan = kprune.plan(model, ratio=0.5)
+    assert set(kinds()) >= {"plan", "pruning", "sensitivity", "sweep", "latency_table"}
+    for result in (plan, report):
+        assert isinstance(result, Result)
+        path = tmp_path / f"{result.kind}.json"
+        result.to_json(str(path))
+        again = load(str(path))
+        assert type(again) is type(result) and again.to_dict() == result.to_dict()
+        page = pathlib.Path(result.save_html(str(tmp_path / f"{result.kind}.html")))
+        assert "data:image/png;base64," in page.read_text()
+    assert "Pruning plan for 'resnet'" in plan.table() and str(plan) == plan.summary()
+    with pytest.raises(ValueError, match="holds a 'plan' result, not a 'pruning'"):
+        PruningReport.from_json(str(tmp_path / "plan.json"))
+    with pytest.raises(ValueError, match="the kinds are"):
+        load('{"kind": "mystery"}')
+
+
+def test_a_plan_written_by_kprune_0_1_still_loads():
+    here = pathlib.Path(__file__).parent / "data"
+    plan = kprune.PruningPlan.from_json(str(here / "plan_v0_1.json"))
+    assert plan.groups["c1"].keep == (2, 3, 5) and plan.criterion == "l1"
+    assert plan.to_dict()["kind"] == "plan"
+
+
+def test_a_result_kind_is_taken_once():
+    from dataclasses import dataclass
+
+    from kprune.results import Result
+
+    with pytest.raises(ValueError, match="kind 'plan' is taken"):
+
+        @dataclass
+        class Other(Result):
+            kind = "plan"

@@ -183,7 +183,7 @@ def test_recalibrate_measures_copies_with_fresh_batchnorm_statistics():
 
 
 def test_allocate_spends_the_budget_where_it_buys_most():
-    from kprune.choosing import allocate
+    from kprune.planning.choosing import allocate
 
     costs = {"cheap": [0.0, 0.01, 0.02], "dear": [0.05, 0.2, 0.5], "free": [0, 0, 0]}
     gains = {"cheap": [0.1, 0.2, 0.3], "dear": [0.1, 0.2, 0.3], "free": [0.01] * 3}

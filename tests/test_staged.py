@@ -130,9 +130,21 @@ def test_staged_needs_a_compiled_model_to_fine_tune(mnist):
     train, _ = mnist
     model = small_cnn()
     plain = keras.Model(model.inputs, model.outputs)
-    with pytest.raises(ValueError, match="compiled model"):
-        kprune.Staged([("l1", 1)]).run(plain, train_data=train, verbose=0)
-    assert np.isfinite(model.count_params())
+    before = [w.copy() for w in plain.get_weights()]
+    steps = []
+    original = kprune.Staged.plan_step
+
+    def counted(self, *args, **kwargs):
+        steps.append(1)
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kprune.Staged, "plan_step", counted)
+        with pytest.raises(ValueError, match="compiled model"):
+            kprune.Staged([("l1", 1)]).run(plain, train_data=train, verbose=0)
+    assert not steps  # it says so before planning anything
+    for a, b in zip(before, plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_staged_checks_options_and_gives_each_round_those_it_reads():

@@ -432,7 +432,7 @@ def test_compile_settings_that_cannot_be_restored_warn_and_still_shrink(
     def fails(*args, **kwargs):
         raise TypeError("no way to compile this")
 
-    monkeypatch.setattr("kprune.rebuild.compile_like", fails)
+    monkeypatch.setattr("kprune.surgery.cloning.compile_like", fails)
     model = models.vgg()
     model.compile(optimizer="adam", loss=unregistered_loss)
     with pytest.warns(UserWarning, match="could not compile it as the original"):
@@ -444,7 +444,7 @@ def test_compile_settings_that_cannot_be_restored_warn_and_still_shrink(
 def test_the_independent_reference_catches_a_wrong_unit_mapping(monkeypatch):
     """A bug shared by shrink and zero_pruned (both read plan.keep_units) agrees
     with itself; the hand-written reference does not read it, so it fails."""
-    from kprune import plans
+    from kprune.planning import plans
 
     model = models.randomize(models.vgg())
     plan = kprune.plan(model, ratio=0.5)

@@ -30,15 +30,18 @@ def test_stays_within_tolerance_and_report_matches(trained):
         max_rounds=4,
         verbose=0,
     )
-    _, base = trained.evaluate(*val, verbose=0)
+    _, given = trained.evaluate(*val, verbose=0)
     _, acc = small.evaluate(*val, verbose=0)
+    # The reference is measured as the rounds are, BatchNorm recalibrated.
+    base = report.baseline.metric
+    assert abs(base - given) < 0.01
+    assert ("recalibrated" in report.baseline.note) == (abs(base - given) > 1e-4)
     assert base - acc <= 0.02 + 1e-6
     macs = kprune.profile(small).macs
     assert macs <= 0.8 * kprune.profile(trained).macs  # a non-trivial share removed
     final = report.final
     assert final.macs == macs and final.params == small.count_params()
     assert final.metric == pytest.approx(acc, abs=1e-6)
-    assert report.baseline.metric == pytest.approx(base, abs=1e-6)
     for r in report.rounds[1:]:
         assert r.accepted == (report.baseline.metric - r.metric <= 0.02 + 1e-9)
     # A rejected round halves the step for the next one.
@@ -273,7 +276,7 @@ def _one_collapsing_round(model, val_data):
 
 def test_the_tolerance_loop_rejects_a_collapsed_model():
     """The metric says the round is fine; the constant prediction says not."""
-    from kprune.rounds import degenerate
+    from kprune.loops.rounds import degenerate
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 8, 8, 3)) + rng.normal(0, 3, (32, 1, 1, 3))
@@ -298,7 +301,7 @@ def test_the_tolerance_loop_rejects_a_collapsed_model():
     ],
 )
 def test_degenerate_predictions(outputs, expected):
-    from kprune.rounds import degenerate
+    from kprune.loops.rounds import degenerate
 
     inp = keras.Input(outputs.shape[1:])
     model = keras.Model(inp, keras.layers.Identity()(inp))
@@ -368,3 +371,64 @@ def test_importance_multipliers_keep_training_through_the_rounds(trained):
         assert np.abs(np.array(layer.importance) - before).max() > 1e-4
     assert kprune.layers.is_wrapped(small)
     assert report.final.params == kprune.unwrap(small).count_params()
+
+
+def stale(model):
+    """`model` with BatchNorm statistics a short training can leave behind:
+    its accuracy as given is far below what recalibration recovers."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(layer.moving_mean * 3.0 + 0.5)
+    return model
+
+
+def test_the_reference_is_measured_as_the_rounds_are(trained, tmp_path):
+    """Every round recalibrates, so the reference does too: judged against the
+    stale 'as given' accuracy, every round would pass (issue: the loop then ran
+    to max_rounds). The report's round 0 says recalibration moved it."""
+    train, val, _ = mnist.data()
+    train = (train[0][:512], train[1][:512])
+    model = stale(mnist.cnn())
+    model.set_weights(stale(trained).get_weights())
+    given = model.evaluate(*val, verbose=0)[1]
+    small, report = kprune.prune_to_tolerance(
+        model, train, val, tolerance=0.02, step=0.5, by="flops", max_rounds=2,
+        tuning=kprune.FineTune(epochs=0), verbose=0,
+    )  # fmt: skip
+    reference = report.baseline.metric
+    assert reference > given + 0.2  # recalibration alone moved it
+    assert "as given" in report.baseline.note and f"{given:.4f}" in report.baseline.note
+    for r in report.rounds[1:]:
+        assert r.accepted == (reference - r.metric <= 0.02 + 1e-9)
+    # Without recalibration the reference is the model as given.
+    _, plain = kprune.prune_to_tolerance(
+        model, train, val, tolerance=0.02, step=0.5, by="flops", max_rounds=1,
+        tuning=kprune.FineTune(epochs=0, recalibrate=False), verbose=0,
+    )  # fmt: skip
+    assert plain.baseline.metric == pytest.approx(given) and not plain.baseline.note
+
+
+def test_tolerance_settings_object_and_the_old_keywords(trained):
+    train, val, _ = mnist.data()
+    train = (train[0][:256], train[1][:256])
+    settings = dict(step=0.3, max_rounds=1, verbose=0)
+    tuning = kprune.FineTune(epochs=0)
+    rule = kprune.Tolerance(0.5, relative=True, mode="max")
+    _, report = kprune.prune_to_tolerance(
+        trained, train, val, tolerance=rule, tuning=tuning, **settings
+    )
+    assert "tolerance 0.5 of the baseline" in report.title
+    with pytest.warns(DeprecationWarning, match=r"kprune.Tolerance\(drop, relative"):
+        _, again = kprune.prune_to_tolerance(
+            trained, train, val, tolerance=0.5, relative=True, tuning=tuning,
+            **settings,
+        )  # fmt: skip
+    assert again.title == report.title
+    with pytest.raises(ValueError, match="once, in"):
+        kprune.prune_to_tolerance(
+            trained, train, val, tolerance=rule, mode="max", tuning=tuning, **settings
+        )
+    with pytest.raises(TypeError, match="largest allowed drop"):
+        kprune.prune_to_tolerance(trained, train, val, tolerance="1%", **settings)
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        kprune.Tolerance(-0.1)

@@ -233,12 +233,15 @@ def test_prune_to_tolerance_on_a_tiny_budget(user_model):
         compiled(user_model),
         labelled(),
         labelled(32, seed=1),
-        tolerance=1.0,  # accuracy cannot fall by more than 1: every round passes
+        tolerance=1.0,
         step=0.3,
         max_rounds=2,
         verbose=0,
     )
-    assert [r.accepted for r in report.rounds[1:]] == [True, True]
+    # Accuracy cannot fall by more than 1; a round is rejected only when the
+    # model collapsed to one class (the guard of the loop).
+    assert report.rounds[1].accepted
+    assert all(r.accepted or "collapsed" in r.note for r in report.rounds[1:])
     assert small.count_params() == report.final.params < params
     assert user_model.count_params() == params
 
@@ -276,7 +279,7 @@ def test_learn_importance_and_distiller_on_any_image_size(any_size_model):
     after = [w.scale() for w in kprune.layers.wrapped_layers(wrapped)]
     assert any(not np.allclose(a, b) for a, b in zip(after, before))
     small = kprune.shrink(wrapped, kprune.plan(wrapped, "importance", ratio=0.5))
-    distiller = compiled(kprune.Distiller(small, teacher=any_size_model))
+    distiller = compiled(kprune.distiller(small, teacher=any_size_model))
     distiller.fit(*labelled(), epochs=1, batch_size=32, verbose=0)
     assert kprune.unwrap(small).count_params() < any_size_model.count_params()
 

@@ -11,23 +11,17 @@ import numpy as np
 import pytest
 
 import kprune
+from benchmarks import zoo
+from benchmarks.zoo import keras_cv_backbones
 from tests import models
 
 A = keras.applications
-
+#: The zoo's applications at the smallest size each builds at, for speed.
 APPLICATIONS = {
-    "VGG16": (A.VGG16, 32),
-    "ResNet50": (A.ResNet50, 32),
-    "MobileNetV2": (A.MobileNetV2, 32),
-    "MobileNetV3Small": (A.MobileNetV3Small, 32),
-    "DenseNet121": (A.DenseNet121, 32),
-    "EfficientNetB0": (A.EfficientNetB0, 32),
-    "InceptionV3": (A.InceptionV3, 75),
+    **{name: (build, 32 if size == 64 else size)
+       for name, (build, size) in zoo.APPLICATIONS.items()},
     "InceptionResNetV2": (A.InceptionResNetV2, 75),
-    "Xception": (A.Xception, 71),
-    "NASNetMobile": (A.NASNetMobile, 32),
-    "ConvNeXtTiny": (A.ConvNeXtTiny, 32),
-}
+}  # fmt: skip
 RENORMALISING = {"ConvNeXtTiny"}
 EXPECTED_FREEZES = ("model input", "model output", "softmax across channels")
 
@@ -64,63 +58,6 @@ def test_keras_applications(name):
     build, size = APPLICATIONS[name]
     model = build(weights=None, input_shape=(size, size, 3), classes=7)
     check_prunes(model, name)
-
-
-def keras_cv_backbones():
-    import keras_cv
-
-    m = keras_cv.models
-    small = (64, 64, 3)
-    return {
-        "ResNet18": lambda: m.ResNetBackbone(
-            stackwise_filters=[64, 128, 256, 512],
-            stackwise_blocks=[2, 2, 2, 2],
-            stackwise_strides=[1, 2, 2, 2],
-            block_type="basic_block",
-            include_rescaling=True,
-            input_shape=small,
-        ),
-        "ResNet50V2": lambda: m.ResNetV2Backbone(
-            stackwise_filters=[64, 128, 256, 512],
-            stackwise_blocks=[3, 4, 6, 3],
-            stackwise_strides=[1, 2, 2, 2],
-            include_rescaling=True,
-            input_shape=small,
-        ),
-        "MobileNetV3Small": lambda: m.MobileNetV3Backbone(
-            stackwise_expansion=[1, 4.5, 88 / 24, 4, 6, 6, 3, 3, 6, 6, 6],
-            stackwise_filters=[16, 24, 24, 40, 40, 40, 48, 48, 96, 96, 96],
-            stackwise_kernel_size=[3, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5],
-            stackwise_stride=[2, 2, 1, 2, 1, 1, 1, 1, 2, 1, 1],
-            stackwise_se_ratio=[0.25, None, None] + [0.25] * 8,
-            stackwise_activation=["relu"] * 3 + ["hard_swish"] * 8,
-            include_rescaling=True,
-            input_shape=small,
-        ),
-        "YOLOV8": lambda: m.YOLOV8Backbone(
-            stackwise_channels=[32, 64, 128, 256],
-            stackwise_depth=[1, 2, 2, 1],
-            include_rescaling=True,
-            input_shape=small,
-        ),
-        "EfficientNetLiteB0": lambda: m.EfficientNetLiteBackbone(
-            width_coefficient=1.0,
-            depth_coefficient=1.0,
-            stackwise_kernel_sizes=[3, 3, 5, 3, 5, 5, 3],
-            stackwise_num_repeats=[1, 2, 2, 3, 3, 4, 1],
-            stackwise_input_filters=[32, 16, 24, 40, 80, 112, 192],
-            stackwise_output_filters=[16, 24, 40, 80, 112, 192, 320],
-            stackwise_expansion_ratios=[1, 6, 6, 6, 6, 6, 6],
-            stackwise_strides=[1, 2, 2, 2, 1, 2, 1],
-            include_rescaling=True,
-            input_shape=small,
-        ),
-        "DenseNet121": lambda: m.DenseNetBackbone(
-            stackwise_num_repeats=[6, 12, 24, 16],
-            include_rescaling=True,
-            input_shape=small,
-        ),
-    }
 
 
 @pytest.mark.slow
@@ -202,7 +139,7 @@ HUB_EXACT = [
 @pytest.mark.parametrize("name", HUB_EXACT)
 def test_keras_hub_models_prune_exactly(name):
     pytest.importorskip("keras_hub")
-    from tests.hub_models import HUB
+    from benchmarks.zoo import HUB
 
     model = models.randomize(HUB[name]())
     g = kprune.graph(model)
@@ -213,7 +150,7 @@ def test_keras_hub_models_prune_exactly(name):
 @pytest.mark.slow
 def test_keras_hub_backbone_built_for_any_image_size():
     pytest.importorskip("keras_hub")
-    from tests.hub_models import ANY, HUB
+    from benchmarks.zoo import ANY, HUB
 
     model = HUB["MobileNetV3Small"](ANY)
     small = kprune.prune(model, ratio=0.3)  # a ratio plan needs no image size
@@ -226,7 +163,7 @@ def test_keras_hub_backbone_built_for_any_image_size():
 def test_a_keras_hub_layer_that_cannot_be_rebuilt_gets_a_kprune_error():
     """MiT's layers do not round-trip their config (clone_model fails too)."""
     pytest.importorskip("keras_hub")
-    from tests.hub_models import HUB
+    from benchmarks.zoo import HUB
 
     model = HUB["MiT-B0"]()
     before = models.weights_of(model)

@@ -26,7 +26,6 @@ import argparse
 import os
 import sys
 
-from kprune.checks import LR_SCHEDULES
 from kprune.cli.analysis import add_analysis_commands, training_options
 from kprune.cli.files import (
     MODEL_SUFFIXES,
@@ -37,6 +36,7 @@ from kprune.cli.files import (
     refuse,
     show_table,
 )
+from kprune.loops.settings import LR_SCHEDULES
 from kprune.messages import say
 
 __all__ = ["MODEL_SUFFIXES", "load_model", "load_npz", "load_trainable", "main"]
@@ -177,9 +177,11 @@ def _prune_to_tolerance(args) -> int:
         criterion=args.criterion,
         step=0.1 if args.step is None else args.step,
         max_rounds=20 if args.max_rounds is None else args.max_rounds,
-        fine_tune_epochs=1 if args.epochs is None else args.epochs,
-        lr_schedule=args.lr_schedule or "constant",
-        batch_size=args.batch_size,
+        tuning=kprune.FineTune(
+            epochs=args.epochs,
+            lr_schedule=args.lr_schedule or "constant",
+            batch_size=args.batch_size,
+        ),
         scope=args.scope,
         min_channels=args.min_channels,
         round_to=args.round_to,
@@ -189,7 +191,7 @@ def _prune_to_tolerance(args) -> int:
     small.save(args.output)
     if args.bench:
         report.latency_ms = measure_latency(model, small)
-    show_table(*report.table_data(), title=report.title)
+    show_table(*report.table_data())
     say("\n" + kprune.profile(model).compare(kprune.profile(small)))
     for path, write in ((args.report, report.to_json), (args.html, report.save_html)):
         if path:
@@ -222,7 +224,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from kprune.litert import benchmark_table, benchmark_tflite
+    from kprune.exporters import benchmark_table, benchmark_tflite
 
     for path in args.files:
         if not os.path.exists(path):
@@ -307,7 +309,7 @@ def _tolerance_options(prune) -> None:
     tol.add_argument("--lr", type=float, help="fine-tuning learning rate")
     tol.add_argument(
         "--lr-schedule",
-        choices=LR_SCHEDULES,
+        choices=[s for s in LR_SCHEDULES if s != "cosine_run"],
         help="keep --lr through each round's fine-tuning (constant, the "
         "default) or decay it to 0 along a cosine",
     )

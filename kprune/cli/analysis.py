@@ -20,7 +20,7 @@ def cmd_sensitivity(args) -> int:
         metric=args.metric,
         batches=args.batches,
         batch_size=args.batch_size,
-        recalibrate=load_npz(args.recalibrate)[0] if args.recalibrate else None,
+        train_data=load_npz(args.recalibrate)[0] if args.recalibrate else None,
         verbose=args.verbose,
     )
     show_table(*result.table_data())
@@ -43,28 +43,19 @@ def cmd_sensitivity(args) -> int:
 
 
 def cmd_report(args) -> int:
-    import json
-
-    import kprune
+    from kprune.results import kinds, load
 
     if not os.path.exists(args.run_file):
         raise SystemExit(f"kprune: no such file: {args.run_file}")
-    with open(args.run_file) as f:
-        data = json.load(f)
-    kinds = {
-        "pruning": kprune.PruningReport,
-        "sensitivity": kprune.Sensitivity,
-        "sweep": kprune.Sweep,
-    }
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind not in kinds:
+    try:
+        result = load(args.run_file)
+    except ValueError as error:
         raise SystemExit(
-            f"kprune report: {args.run_file} is not a kprune run: its JSON must have "
-            f"'kind' set to one of {sorted(kinds)} (written by `kprune prune "
-            "--report`, `kprune sensitivity -o`, or the to_json() of a report, "
-            "a Sensitivity or a Sweep)"
-        )
-    result = kinds[kind].from_dict(data)
+            f"kprune report: {args.run_file} is not a kprune result: its JSON "
+            f"must have 'kind' set to one of {sorted(kinds())} (written by the "
+            "to_json() of any kprune result, `kprune prune --report`, `kprune "
+            f"sensitivity -o` or `kprune table -o`). {error}"
+        ) from error
     say(f"wrote {result.save_html(args.output)}")
     return 0
 

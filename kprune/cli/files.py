@@ -105,7 +105,7 @@ def load_trainable(path: str, loss=None, metrics=None, lr=None):
 
 def show_table(headers, rows, title: str = "") -> None:
     """A table: drawn by rich in a terminal, plain text when piped."""
-    from kprune.report import format_table
+    from kprune.results import format_table
 
     if not sys.stdout.isatty():
         say(format_table(headers, rows, title))

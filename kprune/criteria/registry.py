@@ -20,11 +20,14 @@ import keras
 import numpy as np
 
 from kprune.data import batches as data_batches
-from kprune.graph import ChannelGraph, Group
+from kprune.dependency import ChannelGraph, Group
 from kprune.handlers import get_handler
 from kprune.handlers.base import weight_keys
 
 REDUCTIONS = ("mean", "sum", "max")
+#: The option of the criteria that score a group by combining what each of
+#: its coupled layers says (`ScoringContext.reduce`): `reduction=`.
+COMBINING = ("reduction",)
 #: Options `ScoringContext.batches` reads; every `needs_data` criterion takes them.
 DATA_OPTIONS = ("batches", "batch_size")
 
@@ -182,22 +185,17 @@ class ScoringContext:
         model: the model being pruned (never modified).
         graph: its `ChannelGraph`.
         data: optional data for data-driven criteria.
-        rng: a seeded `numpy.random.Generator`.
+        rng: a `numpy.random.Generator` seeded by the `seed=` option (0 by
+            default; read by `"random"`).
         reduction: how per-member scores of coupled layers combine:
-            `"mean"`, `"sum"` or `"max"`.
+            `"mean"` (default), `"sum"` or `"max"`; the `reduction=` option of
+            the criteria that combine them (`COMBINING`).
         options: extra keyword arguments given to `plan()` for the criterion;
             only those the criterion declares (see `register_criterion`).
     """
 
-    def __init__(
-        self,
-        model: keras.Model,
-        graph: ChannelGraph,
-        data=None,
-        seed: int | None = 0,
-        reduction: str = "mean",
-        **options,
-    ):
+    def __init__(self, model: keras.Model, graph: ChannelGraph, data=None, **options):
+        reduction = options.get("reduction", "mean")
         if reduction not in REDUCTIONS:
             raise ValueError(
                 f"reduction must be one of {REDUCTIONS}; got {reduction!r}"
@@ -205,7 +203,7 @@ class ScoringContext:
         self.model = model
         self.graph = graph
         self.data = data
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(options.get("seed", 0))
         self.reduction = reduction
         self.options = options
         self.notes: list[str] = []

@@ -18,8 +18,8 @@ import keras
 import numpy as np
 
 from kprune import keras_graph
-from kprune.criteria.registry import ScoringContext, register_criterion
-from kprune.graph import Group
+from kprune.criteria.registry import COMBINING, ScoringContext, register_criterion
+from kprune.dependency import Group
 from kprune.handlers import get_handler
 from kprune.handlers.base import weight_keys
 
@@ -29,23 +29,31 @@ def _l2_fallback(group: Group, context: ScoringContext, why: str) -> np.ndarray:
     return l2_norm(group, context)
 
 
-@register_criterion("l1", description="sum of |w| of each filter (Li et al. 2017)")
+@register_criterion(
+    "l1", options=COMBINING, description="sum of |w| of each filter (Li et al. 2017)"
+)
 def l1_norm(group: Group, context: ScoringContext) -> np.ndarray:
     return context.filter_scores(group, lambda f: np.abs(f).sum(axis=1))
 
 
-@register_criterion("l2", description="Euclidean norm of each filter")
+@register_criterion(
+    "l2", options=COMBINING, description="Euclidean norm of each filter"
+)
 def l2_norm(group: Group, context: ScoringContext) -> np.ndarray:
     return context.filter_scores(group, lambda f: np.sqrt(np.square(f).sum(axis=1)))
 
 
-@register_criterion("random", description="uniform random scores (a baseline)")
+@register_criterion(
+    "random", options=("seed",), description="uniform random scores (a baseline)"
+)
 def random_scores(group: Group, context: ScoringContext) -> np.ndarray:
     return context.rng.random(group.size)
 
 
 @register_criterion(
-    "bn_scale", description="|gamma| of the BatchNorm on each channel (Liu et al. 2017)"
+    "bn_scale",
+    options=COMBINING,
+    description="|gamma| of the BatchNorm on each channel (Liu et al. 2017)",
 )
 def bn_scale(group: Group, context: ScoringContext) -> np.ndarray:
     parts = []
@@ -68,7 +76,9 @@ def bn_scale(group: Group, context: ScoringContext) -> np.ndarray:
 
 
 @register_criterion(
-    "importance", description="|importance * mask| of kprune.wrap's multipliers"
+    "importance",
+    options=COMBINING,
+    description="|importance * mask| of kprune.wrap's multipliers",
 )
 def importance(group: Group, context: ScoringContext) -> np.ndarray:
     parts = _multipliers(group, context, "importance")
@@ -79,6 +89,7 @@ def importance(group: Group, context: ScoringContext) -> np.ndarray:
 
 @register_criterion(
     "importance_l1",
+    options=COMBINING,
     description="|multiplier| x filter L1: the filter as the multiplier scales it",
 )
 def importance_l1(group: Group, context: ScoringContext) -> np.ndarray:
@@ -118,7 +129,7 @@ def _any_multipliers(context) -> bool:
 @register_criterion(
     "taylor",
     needs_data=True,
-    options=("loss",),
+    options=("loss", *COMBINING),
     description="(sum grad * weight per filter)^2 over a few batches "
     "(Molchanov et al. 2019)",
 )
@@ -193,6 +204,7 @@ def _is_relu(layer) -> bool:
 @register_criterion(
     "apoz",
     needs_data=True,
+    options=COMBINING,
     description="1 - average percentage of zeros after the ReLU (Hu et al. 2016)",
 )
 def apoz(group: Group, context: ScoringContext) -> np.ndarray:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kprune.criteria.registry import ScoringContext, register_criterion
-from kprune.graph import Group
+from kprune.criteria.registry import COMBINING, ScoringContext, register_criterion
+from kprune.dependency import Group
 
 DISTANCES = ("l1", "l2", "cosine")
 _BLOCK_BYTES = 64 * 2**20
@@ -66,6 +66,7 @@ def _unit_features(group: Group, context: ScoringContext, effective: bool):
 @register_criterion(
     "fpgm",
     kind="similarity",
+    options=COMBINING,
     description="distance to the other filters; near the geometric median goes "
     "first (He et al. 2019)",
 )

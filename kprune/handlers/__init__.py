@@ -61,12 +61,16 @@ _PASS_THROUGH_LAYERS = """
     LeakyReLU ELU
     Dropout SpatialDropout1D SpatialDropout2D SpatialDropout3D AlphaDropout
     GaussianNoise GaussianDropout ActivityRegularization
-    MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D AveragePooling2D
-    AveragePooling3D GlobalAveragePooling1D GlobalAveragePooling2D
+    MaxPooling1D MaxPooling3D AveragePooling1D
+    AveragePooling3D GlobalAveragePooling1D
     GlobalAveragePooling3D GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D
-    ZeroPadding1D ZeroPadding2D ZeroPadding3D Cropping1D Cropping2D Cropping3D
-    UpSampling1D UpSampling2D UpSampling3D Resizing CenterCrop
+    ZeroPadding1D ZeroPadding3D Cropping1D Cropping2D Cropping3D
+    UpSampling1D UpSampling3D Resizing CenterCrop
     RandomFlip RandomRotation RandomZoom RandomTranslation RandomCrop RandomContrast
+""".split()
+#: Pass-through layers whose cost a latency table measures per channel count.
+_TIMED_PASS_THROUGH_LAYERS = """
+    MaxPooling2D AveragePooling2D GlobalAveragePooling2D ZeroPadding2D UpSampling2D
 """.split()
 
 _PASS_THROUGH_OPS = """
@@ -100,9 +104,14 @@ _BUILTINS = [
     (_layer_classes(["Softmax"]), SoftmaxHandler()),
     (_layer_classes(["Lambda"]), ProbedHandler()),
     (_layer_classes(_PASS_THROUGH_LAYERS), PassThroughHandler()),
-    (keras_graph.ops_classes(_PASS_THROUGH_OPS), ActivationOpHandler()),
     (
-        _layer_classes(["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"])
+        _layer_classes(_TIMED_PASS_THROUGH_LAYERS),
+        PassThroughHandler().timed("channelwise"),
+    ),
+    (keras_graph.ops_classes(_PASS_THROUGH_OPS), ActivationOpHandler()),
+    (_layer_classes(["Add", "Multiply"]), MergeHandler().timed("channelwise")),
+    (
+        _layer_classes(["Subtract", "Average", "Maximum", "Minimum"])
         + keras_graph.ops_classes(["Add", "Subtract", "Multiply", "Maximum", "Minimum"])
         + [c for c in [keras_graph.inception_resnet_scale()] if c],
         MergeHandler(),

@@ -16,6 +16,7 @@ Handlers are stateless singletons; a layer's masks come in as `Masks`.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import keras
@@ -77,6 +78,29 @@ class LayerHandler:
     #: The `kprune.layers` wrapper class (its name) that `kprune.wrap` gives
     #: this layer type, when `scale_outputs` is supported.
     wrapper = "ImportanceWrapper"
+    #: How a latency table times this layer's calls alone: `"grid"`, at a grid
+    #: of input x output channel counts (convolutions, Dense), or
+    #: `"channelwise"`, at one channel count (depthwise convolutions, merges,
+    #: pooling); None when it is not timed (an activation or a BatchNorm fuses
+    #: into the layer before it; what else runs falls into the overhead).
+    timing: str | None = None
+    #: The side whose channels the runtime's kernels compute in tiles:
+    #: `"out"` for a GEMM's filters, `"in"` for a depthwise convolution's
+    #: channels; a latency table probes it for the channel step. None: not
+    #: probed.
+    tiles: str | None = None
+
+    def timed(self, timing: str, tiles: str | None = None) -> "LayerHandler":
+        """A copy of this handler whose layers a latency table times (see
+        `timing`, `tiles`), for registering some classes of a family only."""
+        if timing not in ("grid", "channelwise") or tiles not in (None, "in", "out"):
+            raise ValueError(
+                "timing must be 'grid' or 'channelwise' and tiles None, 'in' or "
+                f"'out'; got {timing!r}, {tiles!r}"
+            )
+        found = copy.copy(self)
+        found.timing, found.tiles = timing, tiles
+        return found
 
     def trace(self, call, output_shapes, tracer):
         """Return one id array (or None) per output. Default: freeze everything."""
@@ -148,6 +172,23 @@ class LayerHandler:
     def multipliers(self, layer) -> np.ndarray | None:
         """Per-channel multipliers the layer applies on top of its weights
         (kprune's importance wrappers), or None."""
+        return None
+
+    def mask(self, layer) -> np.ndarray | None:
+        """The per-channel keep mask (1 kept, 0 removed) the layer applies to
+        its outputs (kprune's importance wrappers), or None for a layer that
+        has none."""
+        return None
+
+    def set_mask(self, layer, mask: np.ndarray) -> None:
+        """Write the layer's per-channel keep mask (see `mask`)."""
+        raise TypeError(f"{type(layer).__name__} '{layer.name}' holds no mask")
+
+    def unwrapped(self, layer) -> tuple | None:
+        """For a wrapper, `(plain layer, weights)`: the layer it stands for,
+        made anew from its config, and a callable giving that layer's weights
+        with the wrapper's multipliers and mask folded in. None for a layer
+        that is no wrapper."""
         return None
 
     def affine(self, layer, weights: dict) -> tuple | None:

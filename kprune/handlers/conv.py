@@ -48,6 +48,9 @@ class ConvHandler(LayerHandler):
       group is removed together, and `groups` stays.
     """
 
+    timing = "grid"
+    tiles = "out"
+
     zeroes_outputs = True
     output_axes = {"kernel": -1, "bias": 0}
     wrapper = "ImportanceConv2D"
@@ -134,6 +137,9 @@ def _whole_groups(per_group_in: int, per_group_out: int) -> bool:
 class DenseHandler(LayerHandler):
     """`Dense` on the last axis of a 2-D or channels-last N-D input."""
 
+    timing = "grid"
+    tiles = "out"
+
     zeroes_outputs = True
     output_axes = {"kernel": -1, "bias": 0, "lora_kernel_b": -1}
     wrapper = "ImportanceDense"
@@ -196,6 +202,9 @@ class ConvTransposeHandler(_NewFiltersHandler):
     the whole kernel once. Counting per output position over-counts by stride².
     """
 
+    timing = "grid"
+    tiles = "out"
+
     output_axes = {"kernel": -2, "bias": 0}
     wrapper = "ImportanceConv2DTranspose"
 
@@ -218,6 +227,9 @@ class ConvTransposeHandler(_NewFiltersHandler):
 
 class DepthwiseHandler(LayerHandler):
     """`DepthwiseConv{1,2}D`: input channel c owns outputs c*m .. c*m + m - 1."""
+
+    timing = "channelwise"
+    tiles = "in"
 
     zeroes_outputs = True
     wrapper = "ImportanceDepthwiseConv2D"
@@ -254,6 +266,8 @@ class DepthwiseHandler(LayerHandler):
 
 class SeparableHandler(_NewFiltersHandler):
     """`SeparableConv{1,2}D`: a depthwise step on the inputs, then a pointwise conv."""
+
+    timing = "grid"
 
     output_axes = {"pointwise_kernel": -1, "bias": 0}
     wrapper = "ImportanceSeparableConv2D"

@@ -4,12 +4,15 @@ A wrapper behaves like the layer it wraps, plus two per-channel vectors
 (`importance`, `mask`) on its outputs. The handler delegates to the wrapped
 layer's handler and slices those vectors. It is registered by the wrappers'
 Keras name (`kprune>ImportanceWrapper`) so the handler registry does not import
-`kprune.layers`.
+`kprune.importance.layers`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+import keras
+import numpy as np
 
 from kprune.handlers.base import LayerHandler, keep, weight_keys, zero
 from kprune.handlers.registry import get_handler
@@ -24,6 +27,16 @@ class ImportanceHandler(LayerHandler):
 
     def multipliers(self, layer):
         return layer.scale()
+
+    def mask(self, layer):
+        return np.asarray(keras.ops.convert_to_numpy(layer.channel_mask))
+
+    def set_mask(self, layer, mask):
+        layer.channel_mask.assign(np.asarray(mask, dtype="float32"))
+
+    def unwrapped(self, layer):
+        plain = layer.layer.__class__.from_config(layer.plain_config())
+        return plain, lambda: layer.plain_weights(weight_keys(plain))
 
     def can_scale(self, layer):
         return False  # a wrapper is not wrapped again

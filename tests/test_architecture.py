@@ -97,6 +97,16 @@ def test_no_import_cycles_between_components():
     assert _cycle(component_graph()) is None, " -> ".join(_cycle(component_graph()))
 
 
+def test_no_import_cycles_between_modules():
+    """Not even inside a package (a package's `__init__` re-exporting a module
+    that imports the package back would be one)."""
+    graph = {m: {d for d in deps if d != m} for m, deps in _imports().items()}
+    for module, deps in graph.items():  # `from kprune.x import y` of a module
+        graph[module] = {d for d in deps if d in graph}
+    found = _cycle(graph)
+    assert found is None, " -> ".join(found)
+
+
 def test_cycle_finder_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None

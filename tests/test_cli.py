@@ -254,7 +254,7 @@ def test_sensitivity_from_the_shell(tmp_path, capsys):
     path, data = _trained_file(tmp_path)
     result, plot = str(tmp_path / "s.json"), str(tmp_path / "s.png")
     args = ["sensitivity", path, "--data", data, "--ratios", "0.5", "-o", result]
-    args += ["--recalibrate", data]
+    args += ["--train", data]
     assert (
         cli.main(args + ["--plot", plot, "--tolerance", "0.1", "--verbose", "0"]) == 0
     )

@@ -20,7 +20,7 @@ def cmd_sensitivity(args) -> int:
         metric=args.metric,
         batches=args.batches,
         batch_size=args.batch_size,
-        train_data=load_npz(args.recalibrate)[0] if args.recalibrate else None,
+        train_data=load_npz(args.train)[0] if args.train else None,
         verbose=args.verbose,
     )
     show_table(*result.table_data())
@@ -122,7 +122,11 @@ def add_analysis_commands(sub) -> None:
     sens.add_argument("--batches", type=int, help="evaluate on this many batches")
     sens.add_argument("--batch-size", type=int, default=32)
     sens.add_argument(
-        "--recalibrate", help="training data (.npz): re-estimate BatchNorm first"
+        "--train",
+        "--recalibrate",
+        dest="train",
+        help="training data (.npz): re-estimate BatchNorm first (--recalibrate is "
+        "its name before kprune 0.2)",
     )
     sens.add_argument("--tolerance", type=float, help="also suggest per-group ratios")
     sens.add_argument("-o", "--output", help="write the result as JSON here")

@@ -303,9 +303,7 @@ def measure(name: str, family: str, build) -> dict:
             frozen=frozen_reasons(g),
         )
         stage = "plan"
-        t_plan, plan = timed(
-            lambda: kprune.plan(model, criterion="random", ratio=RATIO, graph=g)
-        )
+        t_plan, plan = timed(lambda: kprune.plan(g, criterion="random", ratio=RATIO))
         stage = "shrink"
         t_shrink, small = timed(lambda: kprune.shrink(model, plan, graph=g))
         result["seconds"] = t_graph + t_plan + t_shrink

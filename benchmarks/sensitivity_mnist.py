@@ -58,7 +58,7 @@ def run_seed(seed, args) -> list[dict]:
     model.fit(*train, epochs=args.train_epochs, batch_size=64, verbose=0)
     ratios = args.ratios
     plain = kprune.sensitivity(model, val, ratios, verbose=0)
-    result = kprune.sensitivity(model, val, ratios, recalibrate=train[0], verbose=0)
+    result = kprune.sensitivity(model, val, ratios, train_data=train[0], verbose=0)
     rows = []
     for tolerance in args.tolerances:
         start = time.perf_counter()

@@ -236,6 +236,7 @@ def test_needs_a_wrapped_model():
         ({"tolerance": 0.1, "step": 1.5}, r"step must be in \(0, 1\)"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:.*deprecated since kprune 0.2")
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         kprune.PruningCallback(**kwargs)

@@ -63,13 +63,15 @@ def test_the_tolerance_loop_recalibrates_by_default():
             (x, y),
             None,
             metric=lambda m: 1.0,
-            mode="max",
+            tolerance=kprune.Tolerance(0.01, mode="max"),
             max_rounds=1,
             step=0.5,
             verbose=0,
-            recalibrate=flag,
-            fine_tune_fn=lambda m, flag=flag: seen.__setitem__(
-                flag, keras.ops.convert_to_numpy(batch_norms(m)[0].moving_mean)
+            tuning=kprune.FineTune(
+                recalibrate=flag,
+                fn=lambda m, flag=flag: seen.__setitem__(
+                    flag, keras.ops.convert_to_numpy(batch_norms(m)[0].moving_mean)
+                ),
             ),
         )
     assert not np.allclose(seen[False], seen[True])

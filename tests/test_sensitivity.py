@@ -170,7 +170,7 @@ def test_recalibrate_measures_copies_with_fresh_batchnorm_statistics():
     y = rng.normal(size=(64, 3)).astype("float32")
     stats = [w.copy() for w in model.get_layer("bn").get_weights()]
     plain = kprune.sensitivity(model, (x, y), ratios=[0.5], verbose=0)
-    fresh = kprune.sensitivity(model, (x, y), ratios=[0.5], recalibrate=x, verbose=0)
+    fresh = kprune.sensitivity(model, (x, y), ratios=[0.5], train_data=x, verbose=0)
     # The baseline is the unpruned model recalibrated: a different loss.
     assert fresh.baseline != pytest.approx(plain.baseline)
     copy = kprune.shrink(model, kprune.plan(model, ratio=0.5))

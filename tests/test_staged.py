@@ -35,7 +35,11 @@ def test_staged_runs_the_stages_in_order(mnist):
     before = [np.array(w) for w in model.get_weights()]
     staged = kprune.Staged([("l1", 2), ("similarity", 2)], step=0.2)
     small, report = staged.run(
-        model, train_data=train, val_data=val, epochs=1, verbose=0
+        model,
+        train_data=train,
+        val_data=val,
+        tuning=kprune.FineTune(epochs=1),
+        verbose=0,
     )
     for a, b in zip(before, model.get_weights()):  # fine-tuned a copy, not `model`
         np.testing.assert_array_equal(a, np.array(b))
@@ -73,12 +77,11 @@ def test_staged_with_a_fine_tune_callable_and_flops_steps(mnist):
         [("l1", 1), ("similarity", 1)],
         step=0.3,
         by="flops",
-        fine_tune=tune,
         metric=lambda m: 1.0,
         compensate=True,
         round_to=4,
     )
-    small, report = staged.run(small_cnn(), verbose=0)
+    small, report = staged.run(small_cnn(), tuning=kprune.FineTune(fn=tune), verbose=0)
     assert len(calls) == 2
     assert report.rounds[1].flops_ratio <= 0.7 + 1e-9
     assert report.metric_name == "<lambda>"
@@ -95,7 +98,6 @@ def test_staged_compensation_changes_the_similarity_rounds():
         staged = kprune.Staged(
             [("similarity", 1)],
             step=0.5,
-            fine_tune=lambda m: None,
             metric=lambda m: 1.0,
             compensate=compensate,
         )
@@ -173,9 +175,12 @@ def test_staged_spreads_an_overall_target_over_its_rounds():
     small, report = kprune.Staged(
         [("l1", 2)],
         flops=0.25,
-        fine_tune=lambda model, index: rounds.append(index),
         metric=lambda m: 1.0,
-    ).run(small_cnn(), verbose=0)
+    ).run(
+        small_cnn(),
+        tuning=kprune.FineTune(fn=lambda model, index: rounds.append(index)),
+        verbose=0,
+    )
     assert rounds == [0, 1]  # a two-argument fine_tune gets the round index
     assert report.rounds[-1].flops_ratio == pytest.approx(0.25, abs=0.06)
     by_ratio = kprune.Staged([("l1", 3)], ratio=0.5)

@@ -56,7 +56,13 @@ def test_sweep_measures_every_budget(tmp_path):
 def test_sweep_without_latency_and_bad_budgets(capsys):
     model, data = trained()
     result = kprune.sweep(
-        model, data, data, flops=[0.5], epochs=0, latency=False, verbose=2
+        model,
+        data,
+        data,
+        flops=[0.5],
+        tuning=kprune.FineTune(epochs=0),
+        benchmark=False,
+        verbose=2,
     )
     assert result.points[1]["latency_ms"] is None
     assert "sweep: 50% of FLOPs: accuracy" in capsys.readouterr().out

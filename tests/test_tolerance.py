@@ -26,7 +26,7 @@ def test_stays_within_tolerance_and_report_matches(trained):
         criterion="l1",
         step=0.2,
         by="flops",
-        fine_tune_epochs=1,
+        tuning=kprune.FineTune(epochs=1),
         max_rounds=4,
         verbose=0,
     )
@@ -61,7 +61,7 @@ def test_works_with_a_staged_schedule(trained):
         tolerance=1.0,
         criterion=staged,
         max_rounds=3,
-        fine_tune_epochs=0,
+        tuning=kprune.FineTune(epochs=0),
         verbose=0,
     )
     assert [r.criterion for r in report.rounds] == [
@@ -80,11 +80,10 @@ def test_zero_tolerance_with_a_relative_loss(trained):
         trained,
         (train[0][:256], train[1][:256]),
         val,
-        tolerance=0.0,
-        relative=True,
+        tolerance=kprune.Tolerance(0.0, relative=True),
         metric="loss",
         max_rounds=2,
-        fine_tune_epochs=0,
+        tuning=kprune.FineTune(epochs=0),
         verbose=0,
     )
     assert report.metric_name == "loss"
@@ -117,8 +116,9 @@ def test_progress_is_printed_and_the_model_is_untouched(trained, capsys):
     before = models.weights_of(trained)
     outputs = models.outputs(trained, val[0][:8])
     kprune.prune_to_tolerance(
-        trained, (train[0][:128], train[1][:128]), val, max_rounds=1, fine_tune_epochs=1
-    )
+        trained, (train[0][:128], train[1][:128]), val, max_rounds=1,
+        tuning=kprune.FineTune(epochs=1),
+    )  # fmt: skip
     out = capsys.readouterr().out  # verbose=1: a bar with the round's news
     assert "baseline accuracy" in out and "pruning rounds" in out and "1/1" in out
     for a, b in zip(before, models.weights_of(trained)):
@@ -138,12 +138,11 @@ def test_a_cut_already_rejected_is_not_fine_tuned_again():
         model,
         None,
         None,
-        tolerance=0.1,
+        tolerance=kprune.Tolerance(0.1, mode="max"),
         metric=lambda m: next(scores),
-        mode="max",
         step=0.4,
         by="flops",
-        fine_tune_fn=tuned.append,
+        tuning=kprune.FineTune(fn=tuned.append),
         verbose=0,
     )
     # Keeping 1 of the 2 filters is the only cut for steps 0.4, 0.2, 0.1 and 0.05.
@@ -161,7 +160,7 @@ def tiny_model():
 
 def run_tiny(criterion, **kwargs):
     """One round on a tiny model, without data: a constant metric, no training."""
-    args = {"metric": lambda m: 1.0, "fine_tune_fn": lambda m: None}
+    args = {"metric": lambda m: 1.0, "tuning": kprune.FineTune(fn=lambda m: None)}
     return kprune.prune_to_tolerance(
         tiny_model(),
         None,
@@ -193,21 +192,21 @@ def test_misspelt_plan_options_raise():
 )
 def test_what_a_staged_schedule_would_ignore_raises(kwargs, message):
     staged = kprune.Staged([("l1", 1)], metric=lambda m: 1.0)
-    args = {"fine_tune_fn": lambda m: None, **kwargs}
+    args = {"tuning": kprune.FineTune(fn=lambda m: None), **kwargs}
     with pytest.raises(ValueError, match=message):
         kprune.prune_to_tolerance(
             tiny_model(), None, None, max_rounds=1, verbose=0, criterion=staged, **args
         )
 
 
-def test_a_staged_schedule_brings_its_step_by_metric_and_fine_tune():
+def test_a_staged_schedule_brings_its_step_by_and_metric():
     tuned = []
-    staged = kprune.Staged(
-        [("l1", 1)], step=0.4, by="flops", metric=lambda m: 1.0, fine_tune=tuned.append
-    )
+    staged = kprune.Staged([("l1", 1)], step=0.4, by="flops", metric=lambda m: 1.0)
+    rule = kprune.Tolerance(0.01, mode="max")
     small, report = kprune.prune_to_tolerance(
-        tiny_model(), None, None, criterion=staged, max_rounds=1, verbose=0, mode="max"
-    )
+        tiny_model(), None, None, criterion=staged, max_rounds=1, verbose=0,
+        tolerance=rule, tuning=kprune.FineTune(fn=tuned.append),
+    )  # fmt: skip
     assert len(tuned) == 1 and report.metric_name == "<lambda>"
     assert report.rounds[1].step == 0.4 and report.rounds[1].flops_ratio <= 0.6
     # A step given here is the starting step, and the same by= is fine.
@@ -220,7 +219,8 @@ def test_a_staged_schedule_brings_its_step_by_metric_and_fine_tune():
         by="flops",
         max_rounds=1,
         verbose=0,
-        mode="max",
+        tolerance=rule,
+        tuning=kprune.FineTune(fn=tuned.append),
     )
     assert report.rounds[1].step == 0.2
 
@@ -240,12 +240,11 @@ def test_mode_says_which_way_is_worse(mode, accepted):
         tiny_model(),
         None,
         None,
-        tolerance=0.1,
+        tolerance=kprune.Tolerance(0.1, mode=mode),
         metric=lambda m: next(scores),
-        mode=mode,
         step=0.4,
         by="flops",
-        fine_tune_fn=lambda m: None,
+        tuning=kprune.FineTune(fn=lambda m: None),
         max_rounds=1,
         verbose=0,
     )
@@ -263,12 +262,11 @@ def _one_collapsing_round(model, val_data):
         model,
         None,
         val_data,
-        tolerance=0.1,
+        tolerance=kprune.Tolerance(0.1, mode="max"),
         metric=lambda m: 1.0,
-        mode="max",
         step=0.4,
         by="flops",
-        fine_tune_fn=_collapse,
+        tuning=kprune.FineTune(fn=_collapse),
         max_rounds=1,
         verbose=0,
     )[1]
@@ -325,10 +323,10 @@ def test_a_step_below_the_models_floor_ends_the_loop_instead_of_raising():
         None,
         (x, np.zeros(8, "int64")),
         metric=lambda m: 1.0,
-        mode="max",
+        tolerance=kprune.Tolerance(0.01, mode="max"),
         step=0.3,
         by="flops",
-        fine_tune_fn=lambda m: None,
+        tuning=kprune.FineTune(fn=lambda m: None),
         round_to=8,
         verbose=0,
     )
@@ -361,7 +359,7 @@ def test_importance_multipliers_keep_training_through_the_rounds(trained):
         criterion="importance",
         step=0.2,
         max_rounds=2,
-        fine_tune_fn=fine_tune,
+        tuning=kprune.FineTune(fn=fine_tune),
         verbose=0,
     )
     assert [r.criterion for r in report.rounds[1:]] == ["importance"] * 2
@@ -424,7 +422,7 @@ def test_tolerance_settings_object_and_the_old_keywords(trained):
             **settings,
         )  # fmt: skip
     assert again.title == report.title
-    with pytest.raises(ValueError, match="once, in"):
+    with pytest.raises(ValueError, match="once, in"), pytest.warns(DeprecationWarning):
         kprune.prune_to_tolerance(
             trained, train, val, tolerance=rule, mode="max", tuning=tuning, **settings
         )

@@ -207,7 +207,7 @@ def test_the_keywords_of_kprune_0_1_still_work_and_warn():
         kprune.Staged([("l1", 1)], flops=0.5, metric=lambda m: 1.0).run(
             model, data, lr_schedule="cosine", verbose=0
         )
-    with pytest.raises(ValueError, match="give the fine-tuning settings once"):
+    with pytest.raises(ValueError, match="settings once"), pytest.warns(DeprecationWarning):
         kprune.Staged([("l1", 1)], flops=0.5, metric=lambda m: 1.0).run(
             model, data, tuning=kprune.FineTune(), epochs=2, verbose=0
         )

@@ -261,7 +261,7 @@ def test_importance_learned_then_rounds_with_distillation(user_model):
         criterion="importance",
         step=0.3,
         max_rounds=2,
-        distill=user_model,
+        tuning=kprune.FineTune(distill=user_model),
         verbose=0,
     )
     assert [r.criterion for r in report.rounds[1:]] == ["importance"] * 2

@@ -36,7 +36,7 @@ def check_prunes(model, name, ratio=0.3):
     for grp in g.groups:
         for reason in grp.reasons:
             assert any(ok in reason for ok in EXPECTED_FREEZES), str(grp)
-    plan = kprune.plan(model, ratio=ratio, graph=g)
+    plan = kprune.plan(g, ratio=ratio)
     small = kprune.shrink(model, plan, graph=g)
     for a, b in zip(model.outputs, small.outputs):
         assert tuple(a.shape) == tuple(b.shape)
